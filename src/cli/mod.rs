@@ -1,0 +1,23 @@
+//! Command implementations for the binary.
+
+pub mod grade;
+pub mod inspect;
+pub mod validate;
+
+use drscreen::config::Config;
+use drscreen::engine::Engine;
+use drscreen::grading::GradingPolicy;
+use drscreen::model::ModelPackage;
+use drscreen::pipeline::Screener;
+
+/// Loads and verifies the configured model, starts the engine, and builds the policy.
+pub fn start_screener(config: &Config) -> anyhow::Result<Screener> {
+    let package = ModelPackage::load(&config.model)?;
+    let engine = Engine::start(&package, &config.runtime, config.limits, config.engine)?;
+    let policy = GradingPolicy {
+        thresholds: package.manifest.thresholds,
+        quality: config.quality,
+        recall_months: config.recall_months,
+    };
+    Ok(Screener::new(engine, policy))
+}

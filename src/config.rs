@@ -1,0 +1,79 @@
+//! One configuration: built-in defaults, overridden by a TOML file (`--config`), then by
+//! `DRSCREEN_*` environment variables and command-line flags (clap reads both, flags
+//! winning). Every knob here is documented in `drscreen --help` and in README.md.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::EngineConfig;
+use crate::model::{ExecutionProvider, RuntimeOptions};
+use crate::preprocess::{DecodeLimits, QualityLimits};
+
+/// Everything the core needs to start.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Model package directory (holds manifest.toml).
+    pub model: PathBuf,
+    pub runtime: RuntimeOptions,
+    pub engine: EngineConfig,
+    pub limits: DecodeLimits,
+    pub quality: QualityLimits,
+    /// Recall interval for a `rescreen` outcome, in months.
+    pub recall_months: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            model: default_model_dir(),
+            runtime: RuntimeOptions::default(),
+            engine: EngineConfig::default(),
+            limits: DecodeLimits::default(),
+            quality: QualityLimits::default(),
+            recall_months: 12,
+        }
+    }
+}
+
+/// The bundled model: `models/dr-synth` under the working directory when present,
+/// otherwise the copy in the source tree this binary was built from.
+pub fn default_model_dir() -> PathBuf {
+    let local = PathBuf::from("models/dr-synth");
+    if local.join("manifest.toml").is_file() {
+        return local;
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/dr-synth")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {reason}")]
+    Parse { path: PathBuf, reason: String },
+}
+
+impl Config {
+    /// Defaults, overridden by the TOML file if given.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let Some(path) = file else { return Ok(Self::default()) };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Applies provider overrides in one place so callers cannot forget one.
+    pub fn with_provider(mut self, provider: Option<ExecutionProvider>) -> Self {
+        if let Some(p) = provider {
+            self.runtime.provider = p;
+        }
+        self
+    }
+}

@@ -1,0 +1,141 @@
+//! The `drscreen` command line: the edge that turns files into core calls.
+//! `grade` and `validate` run the full pipeline in-process; `model inspect` shows the
+//! locked model. anyhow lives here only; the library returns typed errors.
+
+mod cli;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use drscreen::config::Config;
+use drscreen::model::ExecutionProvider;
+
+/// Diabetic-retinopathy screening of fundus photographs with a locked ONNX model.
+#[derive(Parser)]
+#[command(name = "drscreen", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Settings shared by every command (defaults < --config file < DRSCREEN_* env < flags).
+#[derive(Args, Clone)]
+pub struct GlobalArgs {
+    /// TOML configuration file (see README.md for every key).
+    #[arg(long, global = true, env = "DRSCREEN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Model package directory containing manifest.toml [default: models/dr-synth].
+    #[arg(long, global = true, env = "DRSCREEN_MODEL")]
+    pub model: Option<PathBuf>,
+    /// Execution provider: cpu, or cuda/tensorrt in a `--features cuda` build.
+    #[arg(long, global = true, env = "DRSCREEN_PROVIDER", value_enum)]
+    pub provider: Option<ExecutionProvider>,
+    /// Path to libonnxruntime.so (ORT_DYLIB_PATH also works) [default: the bundled copy].
+    #[arg(long, global = true, env = "DRSCREEN_ORT_DYLIB")]
+    pub ort_dylib: Option<PathBuf>,
+    /// ONNX Runtime intra-op threads (0 = ORT's default) [default: 1].
+    #[arg(long, global = true, env = "DRSCREEN_INTRA_THREADS")]
+    pub intra_threads: Option<usize>,
+    /// Largest inference batch [default: 8].
+    #[arg(long, global = true, env = "DRSCREEN_MAX_BATCH")]
+    pub max_batch: Option<usize>,
+    /// Longest wait, in ms, for a batch to fill after its first image [default: 5].
+    #[arg(long, global = true, env = "DRSCREEN_MAX_QUEUE_DELAY_MS")]
+    pub max_queue_delay_ms: Option<u64>,
+    /// Images admitted at once; beyond it requests are refused (503) [default: 64].
+    #[arg(long, global = true, env = "DRSCREEN_QUEUE_CAPACITY")]
+    pub queue_capacity: Option<usize>,
+    /// Preprocessing threads (0 = one per core) [default: 0].
+    #[arg(long, global = true, env = "DRSCREEN_PREPROCESS_THREADS")]
+    pub preprocess_threads: Option<usize>,
+    /// Largest accepted encoded image, bytes [default: 67108864].
+    #[arg(long, global = true, env = "DRSCREEN_MAX_IMAGE_BYTES")]
+    pub max_image_bytes: Option<usize>,
+    /// Largest accepted image, width*height from the header [default: 50000000].
+    #[arg(long, global = true, env = "DRSCREEN_MAX_IMAGE_PIXELS")]
+    pub max_image_pixels: Option<u64>,
+    /// Recall interval for a rescreen outcome, months [default: 12].
+    #[arg(long, global = true, env = "DRSCREEN_RECALL_MONTHS")]
+    pub recall_months: Option<u32>,
+}
+
+impl GlobalArgs {
+    /// The effective configuration.
+    pub fn config(&self) -> anyhow::Result<Config> {
+        let mut c = Config::load(self.config.as_deref())?.with_provider(self.provider);
+        if let Some(v) = &self.model {
+            c.model = v.clone();
+        }
+        if let Some(v) = &self.ort_dylib {
+            c.runtime.dylib = Some(v.clone());
+        }
+        if let Some(v) = self.intra_threads {
+            c.runtime.intra_threads = v;
+        }
+        if let Some(v) = self.max_batch {
+            c.engine.max_batch = v;
+        }
+        if let Some(v) = self.max_queue_delay_ms {
+            c.engine.max_queue_delay_ms = v;
+        }
+        if let Some(v) = self.queue_capacity {
+            c.engine.queue_capacity = v;
+        }
+        if let Some(v) = self.preprocess_threads {
+            c.engine.preprocess_threads = v;
+        }
+        if let Some(v) = self.max_image_bytes {
+            c.limits.max_bytes = v;
+        }
+        if let Some(v) = self.max_image_pixels {
+            c.limits.max_pixels = v;
+        }
+        if let Some(v) = self.recall_months {
+            c.recall_months = v;
+        }
+        Ok(c)
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Grade fundus images (files or folders) and print one result per exam.
+    Grade(cli::grade::GradeArgs),
+    /// Acceptance test against a labels CSV: kappa, AUC, sensitivity/specificity, plots.
+    Validate(cli::validate::ValidateArgs),
+    /// Inspect model packages.
+    #[command(subcommand)]
+    Model(ModelCommand),
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Show a package's manifest, inputs/outputs, provider and integrity.
+    Inspect {
+        /// Package directory [default: the configured model].
+        package: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Grade(args) => cli::grade::run(&cli.global, args),
+        Command::Validate(args) => cli::validate::run(&cli.global, args),
+        Command::Model(ModelCommand::Inspect { package }) => cli::inspect::run(&cli.global, package),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("drscreen: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Explainable image-quality measures on the prepared (cropped, resized) fundus image:
+//! field-of-view coverage, exposure, highlight clipping, contrast and focus. They are
+//! combined with the model's own gradability output in `grading::image`; here they are
+//! only measured and compared with configurable limits, each failure named by a stable
+//! reason code a clinician can read.
+
+use serde::{Deserialize, Serialize};
+
+use super::fov::FIELD_SUM_THRESHOLD;
+
+/// The measures, all computed inside the inscribed circle of the square crop.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct QualityMeasures {
+    /// Share of the circular field that is visible (not black), 0..1.
+    pub fov_coverage: f32,
+    /// Mean luma (0..255) of the visible field.
+    pub brightness: f32,
+    /// Share of visible pixels with a channel at 250 or above.
+    pub clipped_fraction: f32,
+    /// Standard deviation of the green channel in the visible field (retinal detail).
+    pub contrast: f32,
+    /// Mean absolute Laplacian of the green channel, divided by the contrast: edge
+    /// energy that blur removes, independent of exposure.
+    pub focus: f32,
+}
+
+/// Limits below/above which an image is ungradable on its measures alone.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct QualityLimits {
+    pub min_fov_coverage: f32,
+    pub min_brightness: f32,
+    pub max_brightness: f32,
+    pub max_clipped_fraction: f32,
+    pub min_contrast: f32,
+    pub min_focus: f32,
+}
+
+impl Default for QualityLimits {
+    fn default() -> Self {
+        // Deliberately permissive: these catch only images no grader could use; the
+        // model's gradability output handles the borderline cases.
+        Self {
+            min_fov_coverage: 0.75,
+            min_brightness: 20.0,
+            max_brightness: 235.0,
+            max_clipped_fraction: 0.30,
+            min_contrast: 4.0,
+            min_focus: 0.0,
+        }
+    }
+}
+
+/// Stable reason codes for ungradable images.
+pub const REASON_FOV: &str = "field_of_view_incomplete";
+pub const REASON_DARK: &str = "underexposed";
+pub const REASON_BRIGHT: &str = "overexposed";
+pub const REASON_CLIPPED: &str = "highlights_clipped";
+pub const REASON_CONTRAST: &str = "low_contrast";
+pub const REASON_FOCUS: &str = "out_of_focus";
+pub const REASON_MODEL: &str = "model_judged_ungradable";
+pub const REASON_NO_FIELD: &str = "no_field_of_view_found";
+
+impl QualityMeasures {
+    /// Measures a square RGB8 image of `side` x `side`.
+    pub fn measure(side: usize, rgb: &[u8]) -> Self {
+        let c = (side as f32 - 1.0) / 2.0;
+        // Stay clear of the rim, where the camera mask's soft edge would count as dark.
+        let r = side as f32 * 0.47;
+        let r2 = r * r;
+        let (mut total, mut visible) = (0u64, 0u64);
+        let (mut luma_sum, mut clipped) = (0f64, 0u64);
+        let (mut g_sum, mut g_sq) = (0f64, 0f64);
+        let (mut lap_sum, mut lap_n) = (0f64, 0u64);
+        let green = |x: usize, y: usize| f32::from(rgb[(y * side + x) * 3 + 1]);
+        for y in 0..side {
+            let dy = y as f32 - c;
+            for x in 0..side {
+                let dx = x as f32 - c;
+                if dx * dx + dy * dy > r2 {
+                    continue;
+                }
+                total += 1;
+                let i = (y * side + x) * 3;
+                let (pr, pg, pb) = (rgb[i], rgb[i + 1], rgb[i + 2]);
+                if u16::from(pr) + u16::from(pg) + u16::from(pb) < FIELD_SUM_THRESHOLD {
+                    continue;
+                }
+                visible += 1;
+                luma_sum += f64::from(0.299 * f32::from(pr) + 0.587 * f32::from(pg) + 0.114 * f32::from(pb));
+                clipped += u64::from(pr.max(pg).max(pb) >= 250);
+                g_sum += f64::from(pg);
+                g_sq += f64::from(pg) * f64::from(pg);
+                if x > 0 && y > 0 && x + 1 < side && y + 1 < side && dx * dx + dy * dy < r2 * 0.81 {
+                    let lap = 4.0 * green(x, y) - green(x - 1, y) - green(x + 1, y) - green(x, y - 1) - green(x, y + 1);
+                    lap_sum += f64::from(lap.abs());
+                    lap_n += 1;
+                }
+            }
+        }
+        let visible_f = visible.max(1) as f64;
+        let mean_g = g_sum / visible_f;
+        let contrast = ((g_sq / visible_f) - mean_g * mean_g).max(0.0).sqrt();
+        let lap_mean = lap_sum / lap_n.max(1) as f64;
+        Self {
+            fov_coverage: (visible as f64 / total.max(1) as f64) as f32,
+            brightness: (luma_sum / visible_f) as f32,
+            clipped_fraction: (clipped as f64 / visible_f) as f32,
+            contrast: contrast as f32,
+            focus: if contrast > 0.0 { (lap_mean / contrast) as f32 } else { 0.0 },
+        }
+    }
+
+    /// The reason codes of every limit this image fails.
+    pub fn failures(&self, limits: &QualityLimits) -> Vec<&'static str> {
+        let mut reasons = Vec::new();
+        if self.fov_coverage < limits.min_fov_coverage {
+            reasons.push(REASON_FOV);
+        }
+        if self.brightness < limits.min_brightness {
+            reasons.push(REASON_DARK);
+        }
+        if self.brightness > limits.max_brightness {
+            reasons.push(REASON_BRIGHT);
+        }
+        if self.clipped_fraction > limits.max_clipped_fraction {
+            reasons.push(REASON_CLIPPED);
+        }
+        if self.contrast < limits.min_contrast {
+            reasons.push(REASON_CONTRAST);
+        }
+        if self.focus < limits.min_focus {
+            reasons.push(REASON_FOCUS);
+        }
+        reasons
+    }
+}

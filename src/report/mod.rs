@@ -1,0 +1,6 @@
+//! Reports built from results: validation metrics (`metrics`), the acceptance-test
+//! report with its plots (`validation`).
+
+pub mod metrics;
+pub mod plots;
+pub mod validation;
