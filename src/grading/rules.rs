@@ -125,6 +125,11 @@ pub fn grade_image(scored: &Scored, policy: &GradingPolicy, model: &ModelIdentit
         reasons.push(REASON_NO_FIELD.into());
     }
     if gradable_probability < policy.thresholds.gradable {
+        for warning in measures.warnings(&policy.quality) {
+            if !reasons.iter().any(|r| r == warning) {
+                reasons.push(warning.into());
+            }
+        }
         reasons.push(REASON_MODEL.into());
     }
     let gradable = reasons.is_empty();

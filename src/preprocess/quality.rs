@@ -6,7 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::fov::FIELD_SUM_THRESHOLD;
+/// R+G+B below which a pixel counts as black (outside the field or occluded). Much
+/// lower than the field-locating threshold so a dark but visible retina still counts as
+/// covered and is reported as underexposed instead.
+pub const COVERED_SUM_THRESHOLD: u16 = 15;
 
 /// The measures, all computed inside the inscribed circle of the square crop.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
@@ -34,6 +37,11 @@ pub struct QualityLimits {
     pub max_clipped_fraction: f32,
     pub min_contrast: f32,
     pub min_focus: f32,
+    pub warn_fov_coverage: f32,
+    pub warn_min_brightness: f32,
+    pub warn_max_brightness: f32,
+    pub warn_contrast: f32,
+    pub warn_focus: f32,
 }
 
 impl Default for QualityLimits {
@@ -46,7 +54,12 @@ impl Default for QualityLimits {
             max_brightness: 235.0,
             max_clipped_fraction: 0.30,
             min_contrast: 4.0,
-            min_focus: 0.0,
+            min_focus: 0.05,
+            warn_fov_coverage: 0.85,
+            warn_min_brightness: 35.0,
+            warn_max_brightness: 200.0,
+            warn_contrast: 10.0,
+            warn_focus: 0.30,
         }
     }
 }
@@ -71,8 +84,6 @@ impl QualityMeasures {
         let (mut total, mut visible) = (0u64, 0u64);
         let (mut luma_sum, mut clipped) = (0f64, 0u64);
         let (mut g_sum, mut g_sq) = (0f64, 0f64);
-        let (mut lap_sum, mut lap_n) = (0f64, 0u64);
-        let green = |x: usize, y: usize| f32::from(rgb[(y * side + x) * 3 + 1]);
         for y in 0..side {
             let dy = y as f32 - c;
             for x in 0..side {
@@ -83,31 +94,27 @@ impl QualityMeasures {
                 total += 1;
                 let i = (y * side + x) * 3;
                 let (pr, pg, pb) = (rgb[i], rgb[i + 1], rgb[i + 2]);
-                if u16::from(pr) + u16::from(pg) + u16::from(pb) < FIELD_SUM_THRESHOLD {
+                if u16::from(pr) + u16::from(pg) + u16::from(pb) < COVERED_SUM_THRESHOLD {
                     continue;
                 }
                 visible += 1;
-                luma_sum += f64::from(0.299 * f32::from(pr) + 0.587 * f32::from(pg) + 0.114 * f32::from(pb));
-                clipped += u64::from(pr.max(pg).max(pb) >= 250);
+                let luma = 0.299 * f32::from(pr) + 0.587 * f32::from(pg) + 0.114 * f32::from(pb);
+                luma_sum += f64::from(luma);
+                // Red saturates on many healthy fundus photos; only washed-out white counts.
+                clipped += u64::from(luma >= 245.0);
                 g_sum += f64::from(pg);
                 g_sq += f64::from(pg) * f64::from(pg);
-                if x > 0 && y > 0 && x + 1 < side && y + 1 < side && dx * dx + dy * dy < r2 * 0.81 {
-                    let lap = 4.0 * green(x, y) - green(x - 1, y) - green(x + 1, y) - green(x, y - 1) - green(x, y + 1);
-                    lap_sum += f64::from(lap.abs());
-                    lap_n += 1;
-                }
             }
         }
         let visible_f = visible.max(1) as f64;
         let mean_g = g_sum / visible_f;
         let contrast = ((g_sq / visible_f) - mean_g * mean_g).max(0.0).sqrt();
-        let lap_mean = lap_sum / lap_n.max(1) as f64;
         Self {
             fov_coverage: (visible as f64 / total.max(1) as f64) as f32,
             brightness: (luma_sum / visible_f) as f32,
             clipped_fraction: (clipped as f64 / visible_f) as f32,
             contrast: contrast as f32,
-            focus: if contrast > 0.0 { (lap_mean / contrast) as f32 } else { 0.0 },
+            focus: focus(side, rgb, contrast as f32),
         }
     }
 
@@ -134,4 +141,67 @@ impl QualityMeasures {
         }
         reasons
     }
+
+    /// The reason codes of every advisory limit this image is beyond: used to explain
+    /// why the model judged an image ungradable.
+    pub fn warnings(&self, limits: &QualityLimits) -> Vec<&'static str> {
+        let mut reasons = Vec::new();
+        if self.fov_coverage < limits.warn_fov_coverage {
+            reasons.push(REASON_FOV);
+        }
+        if self.brightness < limits.warn_min_brightness {
+            reasons.push(REASON_DARK);
+        }
+        if self.brightness > limits.warn_max_brightness {
+            reasons.push(REASON_BRIGHT);
+        }
+        if self.contrast < limits.warn_contrast {
+            reasons.push(REASON_CONTRAST);
+        }
+        if self.focus < limits.warn_focus {
+            reasons.push(REASON_FOCUS);
+        }
+        reasons
+    }
+}
+
+/// Vessel-scale sharpness: the green channel is box-averaged 4x4 (which removes sensor
+/// and JPEG noise, the dominant fine-scale signal at this size), then the mean absolute
+/// Laplacian inside the central field is divided by the image contrast. Defocus and
+/// media haze flatten vessel edges at exactly this scale.
+fn focus(side: usize, rgb: &[u8], contrast: f32) -> f32 {
+    const F: usize = 4;
+    let n = side / F;
+    if n < 8 || contrast <= 0.0 {
+        return 0.0;
+    }
+    let mut small = vec![0f32; n * n];
+    for (y, row) in small.chunks_exact_mut(n).enumerate() {
+        for (x, v) in row.iter_mut().enumerate() {
+            let mut sum = 0u32;
+            for yy in y * F..y * F + F {
+                let base = (yy * side + x * F) * 3 + 1;
+                for k in 0..F {
+                    sum += u32::from(rgb[base + 3 * k]);
+                }
+            }
+            *v = sum as f32 / (F * F) as f32;
+        }
+    }
+    let c = (n as f32 - 1.0) / 2.0;
+    let r2 = (n as f32 * 0.40).powi(2);
+    let (mut sum, mut count) = (0f64, 0u64);
+    for y in 1..n - 1 {
+        for x in 1..n - 1 {
+            let (dx, dy) = (x as f32 - c, y as f32 - c);
+            let v = small[y * n + x];
+            if dx * dx + dy * dy > r2 || v * 3.0 < f32::from(COVERED_SUM_THRESHOLD) {
+                continue;
+            }
+            let lap = 4.0 * v - small[y * n + x - 1] - small[y * n + x + 1] - small[(y - 1) * n + x] - small[(y + 1) * n + x];
+            sum += f64::from(lap.abs());
+            count += 1;
+        }
+    }
+    (sum / count.max(1) as f64) as f32 / contrast
 }
