@@ -50,7 +50,10 @@ pub fn default_model_dir() -> PathBuf {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid config file {path}: {reason}")]
     Parse { path: PathBuf, reason: String },
 }
@@ -58,7 +61,9 @@ pub enum ConfigError {
 impl Config {
     /// Defaults, overridden by the TOML file if given.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        let Some(path) = file else { return Ok(Self::default()) };
+        let Some(path) = file else {
+            return Ok(Self::default());
+        };
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,

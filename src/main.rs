@@ -122,14 +122,19 @@ enum ModelCommand {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Grade(args) => cli::grade::run(&cli.global, args),
         Command::Validate(args) => cli::validate::run(&cli.global, args),
-        Command::Model(ModelCommand::Inspect { package }) => cli::inspect::run(&cli.global, package),
+        Command::Model(ModelCommand::Inspect { package }) => {
+            cli::inspect::run(&cli.global, package)
+        }
     };
     match result {
         Ok(code) => code,

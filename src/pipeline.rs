@@ -22,13 +22,30 @@ impl Screener {
     }
 
     /// Turns a scored image into its finding under this policy.
-    pub fn finding(&self, scored: &Scored, laterality: Laterality, source: Option<String>) -> ImageFinding {
+    pub fn finding(
+        &self,
+        scored: &Scored,
+        laterality: Laterality,
+        source: Option<String>,
+    ) -> ImageFinding {
         let model = &self.engine.model();
-        grading::grade_image(scored, &self.policy, &model.identity, &model.manifest.input.recipe, laterality, source)
+        grading::grade_image(
+            scored,
+            &self.policy,
+            &model.identity,
+            &model.manifest.input.recipe,
+            laterality,
+            source,
+        )
     }
 
     /// Grades one image synchronously.
-    pub fn grade_blocking(&self, bytes: impl AsRef<[u8]> + Send + 'static, laterality: Laterality, source: Option<String>) -> Result<ImageFinding, EngineError> {
+    pub fn grade_blocking(
+        &self,
+        bytes: impl AsRef<[u8]> + Send + 'static,
+        laterality: Laterality,
+        source: Option<String>,
+    ) -> Result<ImageFinding, EngineError> {
         let scored = self.engine.score_blocking(bytes)?;
         Ok(self.finding(&scored, laterality, source))
     }

@@ -39,7 +39,13 @@ pub(super) fn spawn(
         .map(|_| ())
 }
 
-fn run(mut session: ModelSession, receiver: Receiver<Job>, normaliser: Normaliser, config: EngineConfig, stats: &EngineStats) {
+fn run(
+    mut session: ModelSession,
+    receiver: Receiver<Job>,
+    normaliser: Normaliser,
+    config: EngineConfig,
+    stats: &EngineStats,
+) {
     let image_len = session.image_len;
     let mut buffer = vec![0.0f32; config.max_batch * image_len];
     let delay = Duration::from_millis(config.max_queue_delay_ms);
@@ -55,7 +61,9 @@ fn run(mut session: ModelSession, receiver: Receiver<Job>, normaliser: Normalise
         }
         let before = batch.len();
         batch.retain(|job| !job.reply.is_closed());
-        stats.pruned.fetch_add((before - batch.len()) as u64, Ordering::Relaxed);
+        stats
+            .pruned
+            .fetch_add((before - batch.len()) as u64, Ordering::Relaxed);
         if batch.is_empty() {
             continue;
         }
@@ -93,8 +101,14 @@ fn run(mut session: ModelSession, receiver: Receiver<Job>, normaliser: Normalise
                         total,
                         batch_size: n,
                     };
-                    let Job { prepared, reply, .. } = job;
-                    let _ = reply.send(Ok(Scored { prepared, outputs, timings }));
+                    let Job {
+                        prepared, reply, ..
+                    } = job;
+                    let _ = reply.send(Ok(Scored {
+                        prepared,
+                        outputs,
+                        timings,
+                    }));
                 }
             }
             Err(e) => {

@@ -19,8 +19,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use crate::model::{ModelError, ModelIdentity, ModelPackage, ModelSession, RuntimeOptions, Thresholds};
-use crate::preprocess::{DecodeLimits, PreprocessError, Prepared, Preprocessor};
+use crate::model::{
+    ModelError, ModelIdentity, ModelPackage, ModelSession, RuntimeOptions, Thresholds,
+};
+use crate::preprocess::{DecodeLimits, Prepared, PreprocessError, Preprocessor};
 
 /// Batching and admission settings (Triton's dynamic batcher, in spirit).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -166,7 +168,12 @@ struct Inner {
 impl Engine {
     /// Loads the session on a new inference thread, warms it up at every batch size it
     /// will use, and returns once it is ready.
-    pub fn start(package: &ModelPackage, runtime: &RuntimeOptions, limits: DecodeLimits, config: EngineConfig) -> Result<Self, ModelError> {
+    pub fn start(
+        package: &ModelPackage,
+        runtime: &RuntimeOptions,
+        limits: DecodeLimits,
+        config: EngineConfig,
+    ) -> Result<Self, ModelError> {
         let config = EngineConfig {
             max_batch: config.max_batch.clamp(1, 256),
             queue_capacity: config.queue_capacity.max(1),
@@ -186,7 +193,9 @@ impl Engine {
         };
         let preprocessor = Arc::new(Preprocessor::from_manifest(&model.manifest, limits));
         let threads = if config.preprocess_threads == 0 {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
         } else {
             config.preprocess_threads
         };
@@ -201,8 +210,15 @@ impl Engine {
         });
         let healthy = Arc::new(AtomicBool::new(true));
         let (queue, receiver) = crossbeam_channel::bounded(config.queue_capacity);
-        batcher::spawn(session, receiver, preprocessor.normaliser.clone(), config, stats.clone(), healthy.clone())
-            .map_err(|e| ModelError::Runtime(format!("cannot start the inference thread: {e}")))?;
+        batcher::spawn(
+            session,
+            receiver,
+            preprocessor.normaliser.clone(),
+            config,
+            stats.clone(),
+            healthy.clone(),
+        )
+        .map_err(|e| ModelError::Runtime(format!("cannot start the inference thread: {e}")))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 model,
@@ -249,14 +265,18 @@ impl Engine {
     }
 
     fn admit(&self) -> Result<Admission, EngineError> {
-        if !self.inner.accepting.load(Ordering::Acquire) || !self.inner.healthy.load(Ordering::Acquire) {
+        if !self.inner.accepting.load(Ordering::Acquire)
+            || !self.inner.healthy.load(Ordering::Acquire)
+        {
             return Err(EngineError::ShuttingDown);
         }
         let stats = &self.inner.stats;
         let capacity = self.inner.config.queue_capacity;
         let admitted = stats
             .in_flight
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < capacity).then_some(n + 1));
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < capacity).then_some(n + 1)
+            });
         match admitted {
             Ok(_) => Ok(Admission(stats.clone())),
             Err(n) => {
@@ -288,7 +308,11 @@ impl Engine {
                         reply,
                         _admission: admission,
                     };
-                    if let Err(crossbeam_channel::TrySendError::Full(job) | crossbeam_channel::TrySendError::Disconnected(job)) = queue.try_send(job) {
+                    if let Err(
+                        crossbeam_channel::TrySendError::Full(job)
+                        | crossbeam_channel::TrySendError::Disconnected(job),
+                    ) = queue.try_send(job)
+                    {
                         let _ = job.reply.send(Err(EngineError::ShuttingDown));
                     }
                 }
@@ -301,8 +325,13 @@ impl Engine {
     }
 
     /// Submits and waits, for synchronous callers (CLI, tests, benchmarks).
-    pub fn score_blocking(&self, bytes: impl AsRef<[u8]> + Send + 'static) -> Result<Scored, EngineError> {
+    pub fn score_blocking(
+        &self,
+        bytes: impl AsRef<[u8]> + Send + 'static,
+    ) -> Result<Scored, EngineError> {
         let ticket = self.submit(bytes)?;
-        ticket.blocking_recv().map_err(|_| EngineError::ShuttingDown)?
+        ticket
+            .blocking_recv()
+            .map_err(|_| EngineError::ShuttingDown)?
     }
 }

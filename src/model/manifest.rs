@@ -130,7 +130,9 @@ impl ModelPackage {
             source,
         })?;
         let actual = hex::encode(sha2::Sha256::digest(&onnx));
-        if !actual.eq_ignore_ascii_case(&manifest.file.sha256) || onnx.len() as u64 != manifest.file.bytes {
+        if !actual.eq_ignore_ascii_case(&manifest.file.sha256)
+            || onnx.len() as u64 != manifest.file.bytes
+        {
             return Err(ModelError::Integrity {
                 path: onnx_path,
                 expected: manifest.file.sha256.clone(),
@@ -174,14 +176,20 @@ impl Manifest {
             )));
         }
         if !SUPPORTED_GRADE_RULES.contains(&self.grading.grade_rule.as_str()) {
-            return Err(bad(format!("grade_rule '{}' is not implemented", self.grading.grade_rule)));
+            return Err(bad(format!(
+                "grade_rule '{}' is not implemented",
+                self.grading.grade_rule
+            )));
         }
         let i = &self.input;
         if i.dtype != "float32" || i.layout != "NCHW" || i.color_order != "RGB" {
             return Err(bad("input must be float32 NCHW RGB".into()));
         }
         if i.height == 0 || i.width == 0 || i.height > 4096 || i.width > 4096 {
-            return Err(bad(format!("input size {}x{} is out of range", i.width, i.height)));
+            return Err(bad(format!(
+                "input size {}x{} is out of range",
+                i.width, i.height
+            )));
         }
         if i.std.iter().any(|s| *s <= 0.0) || i.scale <= 0.0 {
             return Err(bad("input std and scale must be positive".into()));
@@ -192,12 +200,18 @@ impl Manifest {
             }
         }
         let t = &self.thresholds;
-        for (n, v) in [("referable_dr", t.referable_dr), ("dme", t.dme), ("gradable", t.gradable)] {
+        for (n, v) in [
+            ("referable_dr", t.referable_dr),
+            ("dme", t.dme),
+            ("gradable", t.gradable),
+        ] {
             if !(0.0..=1.0).contains(&v) {
                 return Err(bad(format!("threshold {n} = {v} is not a probability")));
             }
         }
-        if !(self.file.sha256.len() == 64 && self.file.sha256.chars().all(|c| c.is_ascii_hexdigit())) {
+        if !(self.file.sha256.len() == 64
+            && self.file.sha256.chars().all(|c| c.is_ascii_hexdigit()))
+        {
             return Err(bad("file.sha256 must be 64 hex digits".into()));
         }
         Ok(())

@@ -75,7 +75,9 @@ pub fn pinned_version() -> &'static str {
 }
 
 /// Loads ONNX Runtime once per process and returns its environment.
-pub fn environment(options: &RuntimeOptions) -> Result<&'static ort::environment::Environment, ModelError> {
+pub fn environment(
+    options: &RuntimeOptions,
+) -> Result<&'static ort::environment::Environment, ModelError> {
     let env = ENVIRONMENT.get_or_init(|| {
         let path = resolve_dylib(options.dylib.as_ref());
         if !path.is_file() {
@@ -105,7 +107,9 @@ pub fn environment(options: &RuntimeOptions) -> Result<&'static ort::environment
 }
 
 /// The execution providers to register for `provider`, each failing loudly.
-pub fn execution_providers(provider: ExecutionProvider) -> Result<Vec<ort::ep::ExecutionProviderDispatch>, ModelError> {
+pub fn execution_providers(
+    provider: ExecutionProvider,
+) -> Result<Vec<ort::ep::ExecutionProviderDispatch>, ModelError> {
     match provider {
         ExecutionProvider::Cpu => Ok(Vec::new()),
         #[cfg(feature = "cuda")]
