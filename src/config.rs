@@ -22,6 +22,12 @@ pub struct Config {
     pub quality: QualityLimits,
     /// Recall interval for a `rescreen` outcome, in months.
     pub recall_months: u32,
+    /// HTTP listen address for `serve`.
+    pub listen: String,
+    /// Where the SQLite database and the image store live.
+    pub data_dir: PathBuf,
+    /// Seconds `serve` waits for admitted work to finish on shutdown.
+    pub shutdown_drain_secs: u64,
 }
 
 impl Default for Config {
@@ -33,6 +39,9 @@ impl Default for Config {
             limits: DecodeLimits::default(),
             quality: QualityLimits::default(),
             recall_months: 12,
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("data"),
+            shutdown_drain_secs: 30,
         }
     }
 }

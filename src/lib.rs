@@ -18,7 +18,10 @@
 pub mod config;
 pub mod engine;
 pub mod grading;
+pub mod http;
 pub mod model;
 pub mod pipeline;
 pub mod preprocess;
 pub mod report;
+pub mod service;
+pub mod store;

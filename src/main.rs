@@ -60,6 +60,12 @@ pub struct GlobalArgs {
     /// Recall interval for a rescreen outcome, months [default: 12].
     #[arg(long, global = true, env = "DRSCREEN_RECALL_MONTHS")]
     pub recall_months: Option<u32>,
+    /// HTTP listen address for serve [default: 127.0.0.1:8080].
+    #[arg(long, global = true, env = "DRSCREEN_LISTEN")]
+    pub listen: Option<String>,
+    /// Data directory: SQLite database and image store [default: data].
+    #[arg(long, global = true, env = "DRSCREEN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 impl GlobalArgs {
@@ -96,6 +102,12 @@ impl GlobalArgs {
         if let Some(v) = self.recall_months {
             c.recall_months = v;
         }
+        if let Some(v) = &self.listen {
+            c.listen = v.clone();
+        }
+        if let Some(v) = &self.data_dir {
+            c.data_dir = v.clone();
+        }
         Ok(c)
     }
 }
@@ -109,6 +121,13 @@ enum Command {
     /// Inspect model packages.
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Run the HTTP service (binds after the model is verified and warm).
+    Serve,
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(cli::keys::KeysCommand),
+    /// Load-generate against a running drscreen and report throughput and latency.
+    Loadtest(cli::loadtest::LoadtestArgs),
 }
 
 #[derive(Subcommand)]
@@ -127,6 +146,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
@@ -135,6 +155,9 @@ fn main() -> ExitCode {
         Command::Model(ModelCommand::Inspect { package }) => {
             cli::inspect::run(&cli.global, package)
         }
+        Command::Serve => cli::serve::run(&cli.global),
+        Command::Keys(cmd) => cli::keys::run(&cli.global, cmd),
+        Command::Loadtest(args) => cli::loadtest::run(args),
     };
     match result {
         Ok(code) => code,

@@ -31,7 +31,7 @@ import render  # noqa: E402
 
 SEED = 20261125
 SPLIT_BASE = {"train": 1_000_000, "val": 5_000_000, "test": 9_000_000}
-FULL = dict(train=7000, val=900, test=2000, epochs=14, batch=32, lr=2.5e-3)
+FULL = dict(train=7000, val=900, test=2000, epochs=5, batch=32, lr=3e-3)
 QUICK = dict(train=192, val=96, test=96, epochs=1, batch=32, lr=2e-3)
 
 
@@ -123,7 +123,25 @@ def augment(rng, u8):
     return out
 
 
-def train(torch, cfg, xs, labels, log_every=50):
+def augment_torch(torch, rng, u8):
+    """Light, label-preserving augmentation + normalisation: flips, per-channel gain, brightness."""
+    n = len(u8)
+    x = torch.from_numpy(np.ascontiguousarray(u8)).permute(0, 3, 1, 2).float()  # channels_last strides
+    hf = torch.from_numpy(rng.random(n) < 0.5)
+    vf = torch.from_numpy(rng.random(n) < 0.3)
+    if hf.any():
+        x[hf] = x[hf].flip(3)
+    if vf.any():
+        x[vf] = x[vf].flip(2)
+    gain = torch.from_numpy((rng.uniform(0.92, 1.08, (n, 3)) * rng.uniform(0.9, 1.1, (n, 1))).astype(np.float32))
+    x = (x * gain[:, :, None, None]).clamp_(0, 255)
+    mean = torch.tensor(preprocess.MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(preprocess.STD).view(1, 3, 1, 1)
+    x = (x / 255.0 - mean) / std
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def train(torch, cfg, xs, labels, log_every=25):
     import model as M
     import torch.nn.functional as F
     torch.manual_seed(SEED)
@@ -146,7 +164,7 @@ def train(torch, cfg, xs, labels, log_every=50):
         run = []
         for b in range(steps_per_epoch):
             idx = np.sort(perm[b * bs:(b + 1) * bs])
-            x = to_tensor(torch, augment(rng, xs[idx]))
+            x = augment_torch(torch, rng, xs[idx])
             yg = torch.from_numpy(g[idx])
             yd = torch.from_numpy(d[idx]).float()
             yq = torch.from_numpy(q[idx]).float()

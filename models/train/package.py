@@ -290,6 +290,14 @@ ONNX Runtime {checks.get('ort_version', '?')}, CPU, 2 intra-op threads, on the b
 batch 1: {lat.get('batch1_ms_per_image_median', float('nan')):.1f} ms/image,
 batch 8: {lat.get('batch8_ms_per_image_median', float('nan')):.1f} ms/image.
 
+## Reproduce
+`pip install -r models/train/requirements.txt && python3 models/train/build.py` (CPU only, about an hour on a
+2-core machine). The build is seeded and uses deterministic torch kernels with 2 threads, so on the same
+machine and library versions it reproduces `model.onnx` byte for byte (sha256 in `manifest.toml`);
+other CPUs or library versions may differ in the last bits. `python3 models/train/verify_package.py`
+re-checks a built package (hash, ONNX names/shapes, latency, preprocessing references, real-photo check)
+without retraining. `models/train/renderer_vs_real.png` shows renders next to the real photo.
+
 ## Limitations (plain words)
 - Synthetic only. Real photographs differ in countless ways the renderer does not imitate (real
   lesion shapes, other eye diseases such as AMD, glaucoma or hypertensive changes, artefacts, drusen,

@@ -2,6 +2,9 @@
 
 pub mod grade;
 pub mod inspect;
+pub mod keys;
+pub mod loadtest;
+pub mod serve;
 pub mod validate;
 
 use drscreen::config::Config;

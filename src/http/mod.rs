@@ -1,0 +1,142 @@
+//! The HTTP edge (axum): REST v1, health/readiness, metrics, model info and the OpenAPI
+//! document. Handlers translate HTTP into `service` calls and results back into JSON;
+//! they hold no clinical logic. `serve` binds only after the engine is warm and shuts
+//! down gracefully: stop accepting, finish what was admitted, close the store.
+
+pub mod auth;
+pub mod error;
+pub mod metrics;
+pub mod openapi;
+pub mod v1;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::service::ScreeningService;
+use auth::Caller;
+use metrics::Metrics;
+
+/// Shared handler state.
+#[derive(Clone)]
+pub struct AppState {
+    pub service: Arc<ScreeningService>,
+    pub metrics: Arc<Metrics>,
+    pub max_body_bytes: usize,
+}
+
+/// The full router.
+pub fn router(state: AppState) -> axum::Router {
+    let body_limit = state
+        .max_body_bytes
+        .saturating_mul(4)
+        .saturating_add(64 * 1024);
+    axum::Router::new()
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({"status": "live"})) }),
+        )
+        .route("/readyz", get(readyz))
+        .route("/info", get(info))
+        .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi::spec))
+        .route("/docs", get(openapi::docs))
+        .route("/v1/grade", post(v1::grade))
+        .route("/v1/exams", post(v1::create_exam).get(v1::list_exams))
+        .route("/v1/exams/{id}", get(v1::get_exam))
+        .route("/v1/images/{id}", get(v1::get_image))
+        .route("/v1/images/{id}/heatmap.png", get(v1::heatmap))
+        .fallback(|| async { error::ApiError::not_found("route") })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.service.screener.engine.is_ready() {
+        Json(serde_json::json!({"status": "ready"})).into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"status": "not_ready", "code": "not_ready", "error": "the inference engine is not ready"}))).into_response()
+    }
+}
+
+async fn info(State(state): State<AppState>, _caller: Caller) -> Response {
+    let engine = &state.service.screener.engine;
+    let m = engine.model();
+    Json(serde_json::json!({
+        "service": "drscreen",
+        "version": env!("CARGO_PKG_VERSION"),
+        "model": m.identity,
+        "clinical_use": m.manifest.clinical_use,
+        "recipe": m.manifest.input.recipe,
+        "thresholds": m.thresholds,
+        "execution_provider": m.provider.ort_name(),
+        "onnxruntime": crate::model::runtime::pinned_version(),
+        "batching": engine.config(),
+        "warm_up_ms": m.warm_up.as_secs_f64() * 1e3,
+    }))
+    .into_response()
+}
+
+async fn metrics_text(State(state): State<AppState>, _caller: Caller) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        state.metrics.render(&state.service.screener.engine),
+    )
+        .into_response()
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// Serves until a shutdown signal, then drains: the listener closes, admitted work
+/// finishes (bounded by `drain`), and the store is dropped (SQLite checkpoints on close).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    drain: Duration,
+) -> std::io::Result<()> {
+    let engine = state.service.screener.engine.clone();
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let signal_engine = engine.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            tracing::info!("shutdown requested: no new requests; finishing admitted work");
+            signal_engine.stop_accepting();
+        })
+        .await?;
+    let deadline = tokio::time::Instant::now() + drain;
+    while engine.in_flight() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}

@@ -1,0 +1,97 @@
+//! The OpenAPI 3.1 description of the API and a plain HTML page rendered from it
+//! (served locally: no CDN, works offline).
+
+use axum::Json;
+use axum::response::Html;
+
+/// The OpenAPI document.
+pub fn document() -> serde_json::Value {
+    let error = serde_json::json!({"$ref": "#/components/schemas/Error"});
+    let err = |d: &str| serde_json::json!({"description": d, "content": {"application/json": {"schema": error}}});
+    let image_body = serde_json::json!({"required": true, "content": {
+        "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+        "image/png": {"schema": {"type": "string", "format": "binary"}},
+        "image/tiff": {"schema": {"type": "string", "format": "binary"}}}});
+    serde_json::json!({
+        "openapi": "3.1.0",
+        "info": {"title": "drscreen", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Diabetic-retinopathy screening of fundus photographs. Every result names the model (name, version, sha256)."},
+        "components": {
+            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer", "description": "drscreen API key (drscreen keys create)"}},
+            "schemas": {"Error": {"type": "object", "required": ["error", "code"],
+                                   "properties": {"error": {"type": "string"}, "code": {"type": "string"}}}}
+        },
+        "security": [{"apiKey": []}],
+        "paths": {
+            "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": {"description": "process is alive"}}}},
+            "/readyz": {"get": {"summary": "Readiness: model loaded, warm, inference thread healthy", "security": [],
+                                 "responses": {"200": {"description": "ready"}, "503": err("not ready")}}},
+            "/info": {"get": {"summary": "Model identity, execution provider, batching limits, build version", "responses": {"200": {"description": "info"}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition format"}}}},
+            "/v1/grade": {"post": {"summary": "Grade one image (not stored)",
+                "parameters": [{"name": "laterality", "in": "query", "schema": {"enum": ["left", "right"]}}],
+                "requestBody": image_body,
+                "responses": {"200": {"description": "image finding; X-Drscreen-*-Ms headers carry timings"},
+                              "401": err("no or unknown key"), "403": err("role may not submit"), "413": err("too large"),
+                              "415": err("not an accepted image type"), "422": err("corrupt image"), "503": err("queue full; see Retry-After")}}},
+            "/v1/exams": {
+                "post": {"summary": "Submit an exam: multipart parts named left/right (repeatable) and optional metadata JSON {external_exam_ref, patient_ref, views}",
+                    "requestBody": {"required": true, "content": {"multipart/form-data": {"schema": {"type": "object"}}}},
+                    "responses": {"201": {"description": "stored exam with per-image, per-eye and exam results"},
+                                  "400": err("bad request"), "413": err("too large"), "422": err("an image is unreadable; nothing stored"), "503": err("queue full")}},
+                "get": {"summary": "List exams, newest first",
+                    "parameters": [{"name": "outcome", "in": "query", "schema": {"enum": ["urgent_referral", "referral", "rescreen", "ungradable"]}},
+                                   {"name": "reviewed", "in": "query", "schema": {"type": "boolean"}},
+                                   {"name": "since", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                                   {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 500}},
+                                   {"name": "offset", "in": "query", "schema": {"type": "integer"}}],
+                    "responses": {"200": {"description": "exams"}}}},
+            "/v1/exams/{id}": {"get": {"summary": "One exam", "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+                                        "responses": {"200": {"description": "exam"}, "404": err("not found")}}},
+            "/v1/images/{id}": {"get": {"summary": "Original image bytes", "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+                                         "responses": {"200": {"description": "the image"}, "404": err("not found")}}},
+            "/v1/images/{id}/heatmap.png": {"get": {"summary": "Model heatmap over the cropped field of view",
+                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "PNG"}, "404": err("not found")}}}
+        }
+    })
+}
+
+pub async fn spec() -> Json<serde_json::Value> {
+    Json(document())
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+pub async fn docs() -> Html<String> {
+    let doc = document();
+    let mut rows = String::new();
+    if let Some(paths) = doc["paths"].as_object() {
+        for (path, ops) in paths {
+            for (method, op) in ops.as_object().into_iter().flatten() {
+                let codes: Vec<String> = op["responses"]
+                    .as_object()
+                    .map(|r| r.keys().cloned().collect())
+                    .unwrap_or_default();
+                rows.push_str(&format!(
+                    "<tr><td><code>{}</code></td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>\n",
+                    method.to_uppercase(),
+                    escape(path),
+                    escape(op["summary"].as_str().unwrap_or_default()),
+                    codes.join(", ")
+                ));
+            }
+        }
+    }
+    Html(format!(
+        "<!doctype html><html><head><meta charset=utf-8><title>drscreen API</title>\
+         <style>body{{font-family:sans-serif;margin:2em}}td{{padding:4px 10px;border-bottom:1px solid #ddd}}</style></head>\
+         <body><h1>drscreen API</h1><p>Authenticate with <code>Authorization: Bearer &lt;key&gt;</code>. \
+         Errors are JSON <code>{{\"error\",\"code\"}}</code>. Machine-readable: <a href=\"/openapi.json\">/openapi.json</a>.</p>\
+         <table><tr><th>method</th><th>path</th><th>what</th><th>statuses</th></tr>{rows}</table></body></html>"
+    ))
+}

@@ -1,0 +1,292 @@
+//! REST v1: grade one image, submit and read exams, fetch originals and heatmaps.
+//! Every image response carries `X-Drscreen-{Queue,Preprocess,Inference}-Ms` so load
+//! generators can split server time without scraping metrics.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Multipart, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::AppState;
+use super::auth::Caller;
+use super::error::{ApiError, from_rejection};
+use crate::engine::Timings;
+use crate::grading::Laterality;
+use crate::service::{ExamMetadata, IncomingImage};
+use crate::store::{ExamFilter, Role};
+
+const IMAGE_TYPES: [&str; 4] = ["image/jpeg", "image/png", "image/tiff", "image/jpg"];
+
+fn timing_headers(headers: &mut HeaderMap, t: &Timings) {
+    for (name, v) in [
+        ("x-drscreen-queue-ms", t.queue),
+        ("x-drscreen-preprocess-ms", t.preprocess),
+        ("x-drscreen-inference-ms", t.inference),
+        ("x-drscreen-total-ms", t.total),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(&format!("{v:.3}")) {
+            headers.insert(name, value);
+        }
+    }
+}
+
+fn parse_laterality(text: Option<&str>) -> Result<Laterality, ApiError> {
+    match text {
+        None => Ok(Laterality::Unspecified),
+        Some(t) => Laterality::parse(t).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_laterality",
+                format!("unknown laterality '{t}' (use left or right)"),
+            )
+        }),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct GradeQuery {
+    laterality: Option<String>,
+}
+
+fn media_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default()
+}
+
+/// `POST /v1/grade`: one image as the raw body; the finding, not stored.
+pub async fn grade(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<GradeQuery>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Device, Role::Admin])?;
+    let laterality = parse_laterality(q.laterality.as_deref())?;
+    let media = media_type(request.headers());
+    if !IMAGE_TYPES.contains(&media.as_str()) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "Content-Type '{media}' is not accepted; send image/jpeg, image/png or image/tiff"
+            ),
+        ));
+    }
+    // Refuse before reading the body: an overloaded server answers in microseconds.
+    if state.service.saturated() {
+        return Err(ApiError::busy());
+    }
+    let body = axum::body::to_bytes(request.into_body(), state.max_body_bytes)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the image is larger than {} bytes", state.max_body_bytes),
+            )
+        })?;
+    let (finding, scored) = state.service.grade(body, laterality).await?;
+    state
+        .metrics
+        .observe_image(&scored.timings, finding.quality.gradable);
+    let mut response = Json(&finding).into_response();
+    timing_headers(response.headers_mut(), &scored.timings);
+    Ok(response)
+}
+
+/// `POST /v1/exams`: multipart with parts `left`/`right` (images) and `metadata` (JSON).
+pub async fn create_exam(
+    State(state): State<AppState>,
+    caller: Caller,
+    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Device, Role::Admin])?;
+    if state.service.saturated() {
+        return Err(ApiError::busy());
+    }
+    let mut multipart = multipart.map_err(|e| from_rejection(e.status(), e.body_text()))?;
+    let mut images = Vec::new();
+    let mut metadata = ExamMetadata::default();
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| from_rejection(e.status(), e.body_text()))?
+    {
+        let name = field.name().unwrap_or_default().to_string();
+        let content_type = field
+            .content_type()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let data = field
+            .bytes()
+            .await
+            .map_err(|e| from_rejection(e.status(), e.body_text()))?;
+        match name.as_str() {
+            "metadata" => {
+                metadata = serde_json::from_slice(&data).map_err(|e| {
+                    ApiError::bad_request("invalid_metadata", format!("metadata part: {e}"))
+                })?;
+            }
+            "left" | "right" => images.push(IncomingImage {
+                bytes: data,
+                media_type: if content_type.is_empty() {
+                    "application/octet-stream".into()
+                } else {
+                    content_type
+                },
+                laterality: parse_laterality(Some(&name))?,
+                view: None,
+            }),
+            other => {
+                return Err(ApiError::bad_request(
+                    "unknown_part",
+                    format!("unknown part '{other}': use left, right or metadata"),
+                ));
+            }
+        }
+    }
+    if images.is_empty() {
+        return Err(ApiError::bad_request(
+            "no_images",
+            "send at least one image part named left or right",
+        ));
+    }
+    let (stored, result) = state
+        .service
+        .submit_exam(&caller.0.id, images, metadata)
+        .await?;
+    for image in &result.images {
+        state
+            .metrics
+            .observe_image(&image.timings_ms, image.quality.gradable);
+    }
+    state.metrics.observe_outcome(result.outcome.as_str());
+    tracing::info!(exam = %stored.id, outcome = result.outcome.as_str(), images = result.images.len(), "exam stored");
+    let mut response = (StatusCode::CREATED, Json(&stored)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("/v1/exams/{}", stored.id)) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    if let Some(first) = result.images.first() {
+        timing_headers(response.headers_mut(), &first.timings_ms);
+    }
+    Ok(response)
+}
+
+/// `GET /v1/exams/{id}`.
+pub async fn get_exam(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let store = state.service.store.clone();
+    let exam = tokio::task::spawn_blocking(move || store.get_exam(&id))
+        .await
+        .map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        })??;
+    match exam {
+        Some(e) if caller.may_read(&e.submitted_by) => Ok(Json(e).into_response()),
+        _ => Err(ApiError::not_found("exam")),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    outcome: Option<String>,
+    reviewed: Option<bool>,
+    since: Option<String>,
+    limit: Option<u32>,
+    offset: Option<u32>,
+}
+
+/// `GET /v1/exams?outcome=&reviewed=&since=&limit=&offset=`.
+pub async fn list_exams(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    if let Some(o) = &q.outcome
+        && crate::grading::ExamOutcome::parse(o).is_none()
+    {
+        return Err(ApiError::bad_request(
+            "invalid_outcome",
+            format!("unknown outcome '{o}'"),
+        ));
+    }
+    let filter = ExamFilter {
+        outcome: q.outcome,
+        reviewed: q.reviewed,
+        since: q.since,
+        submitted_by: (caller.0.role == Role::Device).then(|| caller.0.id.clone()),
+        limit: q.limit,
+        offset: q.offset,
+    };
+    let store = state.service.store.clone();
+    let exams = tokio::task::spawn_blocking(move || store.list_exams(&filter))
+        .await
+        .map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        })??;
+    Ok(Json(serde_json::json!({ "exams": exams, "count": exams.len(), "offset": q.offset.unwrap_or(0) })).into_response())
+}
+
+async fn readable_image(
+    state: &AppState,
+    caller: &Caller,
+    id: String,
+) -> Result<crate::store::StoredImage, ApiError> {
+    let store = state.service.store.clone();
+    let image = tokio::task::spawn_blocking(move || store.get_image(&id))
+        .await
+        .map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        })??;
+    image
+        .filter(|i| caller.may_read(&i.submitted_by))
+        .ok_or_else(|| ApiError::not_found("image"))
+}
+
+/// `GET /v1/images/{id}`: the original bytes.
+pub async fn get_image(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let image = readable_image(&state, &caller, id).await?;
+    let store = state.service.store.clone();
+    let sha = image.sha256.clone();
+    let bytes = tokio::task::spawn_blocking(move || store.read_blob(&sha))
+        .await
+        .map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        })??;
+    Ok((
+        [(header::CONTENT_TYPE, image.media_type)],
+        Bytes::from(bytes),
+    )
+        .into_response())
+}
+
+/// `GET /v1/images/{id}/heatmap.png`.
+pub async fn heatmap(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let image = readable_image(&state, &caller, id).await?;
+    let png = state
+        .service
+        .heatmap_png(image.sha256, image.cam, image.cam_shape)
+        .await?;
+    Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response())
+}

@@ -1,0 +1,65 @@
+//! Numbered schema migrations. Each runs once, in order, inside a transaction that also
+//! bumps `PRAGMA user_version`; never edit a released migration, append a new one.
+
+use rusqlite::Connection;
+
+const MIGRATIONS: [&str; 1] = [
+    // 1: exams, images, API keys, append-only audit log.
+    "CREATE TABLE exams (
+        id TEXT PRIMARY KEY,
+        created_at TEXT NOT NULL,
+        submitted_by TEXT NOT NULL,
+        external_exam_ref TEXT,
+        patient_ref TEXT,
+        outcome TEXT NOT NULL,
+        flagged INTEGER NOT NULL,
+        reviewed INTEGER NOT NULL DEFAULT 0,
+        model_sha256 TEXT NOT NULL,
+        result_json TEXT NOT NULL
+    );
+    CREATE INDEX exams_by_time ON exams(created_at);
+    CREATE INDEX exams_by_outcome ON exams(outcome, created_at);
+    CREATE TABLE images (
+        id TEXT PRIMARY KEY,
+        exam_id TEXT NOT NULL REFERENCES exams(id),
+        idx INTEGER NOT NULL,
+        laterality TEXT NOT NULL,
+        view TEXT,
+        sha256 TEXT NOT NULL,
+        media_type TEXT NOT NULL,
+        finding_json TEXT NOT NULL,
+        cam BLOB NOT NULL,
+        cam_h INTEGER NOT NULL,
+        cam_w INTEGER NOT NULL
+    );
+    CREATE INDEX images_by_exam ON images(exam_id, idx);
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        revoked INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        object TEXT,
+        detail TEXT
+    );
+    CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
+];
+
+/// Brings the schema up to date.
+pub fn apply(conn: &mut Connection) -> rusqlite::Result<()> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current.max(0) as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,481 @@
+//! Durable storage: one SQLite database (WAL, `synchronous=FULL`, so a committed exam
+//! survives power loss) and a content-addressed image directory (`images/ab/<sha256>`,
+//! written and fsynced before the row that references it is committed). Schema changes
+//! are numbered migrations applied at open and tracked in `PRAGMA user_version`.
+//! The audit table is append-only, enforced by triggers. Patient references are stored
+//! here and nowhere else: never logged.
+
+mod migrations;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+
+/// Storage failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("storage I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    #[error("the database lock was poisoned by a crashed thread")]
+    Poisoned,
+}
+
+/// API key roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Submits images and reads its own results (a camera, a clinic system).
+    Device,
+    /// Reads every result and reviews.
+    Clinician,
+    /// Manages keys and configuration.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Device => "device",
+            Self::Clinician => "clinician",
+            Self::Admin => "admin",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [Self::Device, Self::Clinician, Self::Admin]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+}
+
+/// An authenticated API key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyIdentity {
+    pub id: String,
+    pub role: Role,
+}
+
+/// One image of an exam to be stored.
+#[derive(Debug, Clone)]
+pub struct NewImage {
+    pub bytes_sha256: String,
+    pub media_type: String,
+    pub laterality: String,
+    pub view: Option<String>,
+    pub finding: serde_json::Value,
+    pub cam: Vec<f32>,
+    pub cam_shape: (usize, usize),
+}
+
+/// An exam to be stored.
+#[derive(Debug, Clone)]
+pub struct NewExam {
+    pub submitted_by: String,
+    pub external_exam_ref: Option<String>,
+    pub patient_ref: Option<String>,
+    pub outcome: String,
+    pub flagged: bool,
+    pub model_sha256: String,
+    /// The exam result without images' bulky fields; images are stored separately.
+    pub result: serde_json::Value,
+    pub images: Vec<NewImage>,
+}
+
+/// A stored exam as returned to clients.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StoredExam {
+    pub id: String,
+    pub created_at: String,
+    pub submitted_by: String,
+    pub external_exam_ref: Option<String>,
+    pub patient_ref: Option<String>,
+    pub outcome: String,
+    pub flagged: bool,
+    pub reviewed: bool,
+    pub image_ids: Vec<String>,
+    pub result: serde_json::Value,
+}
+
+/// A stored image.
+#[derive(Debug, Clone)]
+pub struct StoredImage {
+    pub id: String,
+    pub exam_id: String,
+    pub submitted_by: String,
+    pub sha256: String,
+    pub media_type: String,
+    pub cam: Vec<f32>,
+    pub cam_shape: (usize, usize),
+}
+
+/// Filters for listing exams.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ExamFilter {
+    pub outcome: Option<String>,
+    pub reviewed: Option<bool>,
+    /// RFC 3339 timestamp; exams created at or after it.
+    pub since: Option<String>,
+    /// Only exams submitted by this key (device role).
+    #[serde(skip)]
+    pub submitted_by: Option<String>,
+    pub limit: Option<u32>,
+    pub offset: Option<u32>,
+}
+
+/// Handle to the store; clone freely.
+#[derive(Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+    images_dir: PathBuf,
+}
+
+/// Current UTC time as RFC 3339 with milliseconds (sorts lexically).
+pub fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    now.format(&format)
+        .unwrap_or_else(|_| now.unix_timestamp().to_string())
+}
+
+/// Random lowercase hex of `bytes` bytes.
+pub fn random_hex(bytes: usize) -> Result<String, StoreError> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).map_err(|e| StoreError::Corrupt(format!("no randomness: {e}")))?;
+    Ok(hex::encode(buf))
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `data_dir` and applies migrations.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StoreError::Io { path, source }
+        };
+        let images_dir = data_dir.join("images");
+        std::fs::create_dir_all(&images_dir).map_err(io(&images_dir))?;
+        let db = data_dir.join("drscreen.sqlite3");
+        let mut conn = Connection::open(&db)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        migrations::apply(&mut conn)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            images_dir,
+        })
+    }
+
+    fn conn(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
+        self.conn.lock().map_err(|_| StoreError::Poisoned)
+    }
+
+    /// The schema version in use.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn()?
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    fn blob_path(&self, sha256: &str) -> PathBuf {
+        self.images_dir.join(&sha256[..2]).join(sha256)
+    }
+
+    /// Stores bytes content-addressed and durably; returns their sha256.
+    pub fn put_blob(&self, bytes: &[u8]) -> Result<String, StoreError> {
+        let sha = hex::encode(sha2::Sha256::digest(bytes));
+        let path = self.blob_path(&sha);
+        if path.is_file() {
+            return Ok(sha);
+        }
+        let dir = path.parent().unwrap_or(&self.images_dir).to_path_buf();
+        let io = |source| StoreError::Io {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let tmp = dir.join(format!("{sha}.tmp-{}", random_hex(4)?));
+        let mut file = std::fs::File::create(&tmp).map_err(io)?;
+        file.write_all(bytes).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, &path).map_err(io)?;
+        std::fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
+        Ok(sha)
+    }
+
+    /// Reads a stored image by its sha256.
+    pub fn read_blob(&self, sha256: &str) -> Result<Vec<u8>, StoreError> {
+        if sha256.len() != 64 || !sha256.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(StoreError::Corrupt("bad content address".into()));
+        }
+        let path = self.blob_path(sha256);
+        std::fs::read(&path).map_err(|source| StoreError::Io { path, source })
+    }
+
+    /// Commits an exam, its images and an audit event in one transaction.
+    pub fn insert_exam(&self, exam: &NewExam) -> Result<StoredExam, StoreError> {
+        let id = random_hex(16)?;
+        let created_at = now_rfc3339();
+        let mut conn = self.conn()?;
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO exams (id, created_at, submitted_by, external_exam_ref, patient_ref, outcome, flagged, reviewed, model_sha256, result_json)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?9)",
+            params![
+                id,
+                created_at,
+                exam.submitted_by,
+                exam.external_exam_ref,
+                exam.patient_ref,
+                exam.outcome,
+                exam.flagged,
+                exam.model_sha256,
+                exam.result.to_string()
+            ],
+        )?;
+        let mut image_ids = Vec::with_capacity(exam.images.len());
+        for (idx, image) in exam.images.iter().enumerate() {
+            let image_id = random_hex(16)?;
+            let cam: Vec<u8> = image.cam.iter().flat_map(|v| v.to_le_bytes()).collect();
+            tx.execute(
+                "INSERT INTO images (id, exam_id, idx, laterality, view, sha256, media_type, finding_json, cam, cam_h, cam_w)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    image_id,
+                    id,
+                    idx as i64,
+                    image.laterality,
+                    image.view,
+                    image.bytes_sha256,
+                    image.media_type,
+                    image.finding.to_string(),
+                    cam,
+                    image.cam_shape.0 as i64,
+                    image.cam_shape.1 as i64
+                ],
+            )?;
+            image_ids.push(image_id);
+        }
+        tx.execute(
+            "INSERT INTO audit (at, actor, action, object, detail) VALUES (?1, ?2, 'exam.create', ?3, ?4)",
+            params![created_at, exam.submitted_by, id, format!("{} images, outcome {}", exam.images.len(), exam.outcome)],
+        )?;
+        tx.commit()?;
+        Ok(StoredExam {
+            id,
+            created_at,
+            submitted_by: exam.submitted_by.clone(),
+            external_exam_ref: exam.external_exam_ref.clone(),
+            patient_ref: exam.patient_ref.clone(),
+            outcome: exam.outcome.clone(),
+            flagged: exam.flagged,
+            reviewed: false,
+            image_ids,
+            result: exam.result.clone(),
+        })
+    }
+
+    fn exam_from_row(conn: &Connection, row: &rusqlite::Row<'_>) -> Result<StoredExam, StoreError> {
+        let id: String = row.get(0)?;
+        let result_json: String = row.get(9)?;
+        let mut stmt =
+            conn.prepare_cached("SELECT id FROM images WHERE exam_id = ?1 ORDER BY idx")?;
+        let image_ids = stmt
+            .query_map([&id], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(StoredExam {
+            id,
+            created_at: row.get(1)?,
+            submitted_by: row.get(2)?,
+            external_exam_ref: row.get(3)?,
+            patient_ref: row.get(4)?,
+            outcome: row.get(5)?,
+            flagged: row.get(6)?,
+            reviewed: row.get(7)?,
+            image_ids,
+            result: serde_json::from_str(&result_json)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        })
+    }
+
+    const EXAM_COLUMNS: &'static str = "id, created_at, submitted_by, external_exam_ref, patient_ref, outcome, flagged, reviewed, model_sha256, result_json";
+
+    pub fn get_exam(&self, id: &str) -> Result<Option<StoredExam>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {} FROM exams WHERE id = ?1",
+            Self::EXAM_COLUMNS
+        ))?;
+        let mut rows = stmt.query([id])?;
+        match rows.next()? {
+            Some(row) => Ok(Some(Self::exam_from_row(&conn, row)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Lists exams, newest first, with paging (limit capped at 500).
+    pub fn list_exams(&self, filter: &ExamFilter) -> Result<Vec<StoredExam>, StoreError> {
+        let conn = self.conn()?;
+        let mut sql = format!("SELECT {} FROM exams WHERE 1=1", Self::EXAM_COLUMNS);
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        if let Some(o) = &filter.outcome {
+            sql.push_str(" AND outcome = ?");
+            args.push(o.clone().into());
+        }
+        if let Some(r) = filter.reviewed {
+            sql.push_str(" AND reviewed = ?");
+            args.push(i64::from(r).into());
+        }
+        if let Some(s) = &filter.since {
+            sql.push_str(" AND created_at >= ?");
+            args.push(s.clone().into());
+        }
+        if let Some(k) = &filter.submitted_by {
+            sql.push_str(" AND submitted_by = ?");
+            args.push(k.clone().into());
+        }
+        sql.push_str(" ORDER BY created_at DESC, id LIMIT ? OFFSET ?");
+        args.push(i64::from(filter.limit.unwrap_or(50).min(500)).into());
+        args.push(i64::from(filter.offset.unwrap_or(0)).into());
+        let mut stmt = conn.prepare(&sql)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(Self::exam_from_row(&conn, row)?);
+        }
+        Ok(out)
+    }
+
+    pub fn get_image(&self, id: &str) -> Result<Option<StoredImage>, StoreError> {
+        let conn = self.conn()?;
+        let row = conn
+            .query_row(
+                "SELECT i.id, i.exam_id, e.submitted_by, i.sha256, i.media_type, i.cam, i.cam_h, i.cam_w
+                 FROM images i JOIN exams e ON e.id = i.exam_id WHERE i.id = ?1",
+                [id],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, Vec<u8>>(5)?,
+                        r.get::<_, i64>(6)?,
+                        r.get::<_, i64>(7)?,
+                    ))
+                },
+            )
+            .optional()?;
+        Ok(row.map(
+            |(id, exam_id, submitted_by, sha256, media_type, cam, h, w)| StoredImage {
+                id,
+                exam_id,
+                submitted_by,
+                sha256,
+                media_type,
+                cam: cam
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect(),
+                cam_shape: (h.max(0) as usize, w.max(0) as usize),
+            },
+        ))
+    }
+
+    /// Appends an audit event.
+    pub fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        object: Option<&str>,
+        detail: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "INSERT INTO audit (at, actor, action, object, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![now_rfc3339(), actor, action, object, detail],
+        )?;
+        Ok(())
+    }
+
+    /// Audit events, newest first.
+    pub fn audit_events(&self, limit: u32) -> Result<Vec<serde_json::Value>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(
+            "SELECT seq, at, actor, action, object, detail FROM audit ORDER BY seq DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([i64::from(limit)], |r| {
+            Ok(serde_json::json!({
+                "seq": r.get::<_, i64>(0)?, "at": r.get::<_, String>(1)?, "actor": r.get::<_, String>(2)?,
+                "action": r.get::<_, String>(3)?, "object": r.get::<_, Option<String>>(4)?, "detail": r.get::<_, Option<String>>(5)?,
+            }))
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Creates an API key; returns (key id, the full secret key, shown once).
+    pub fn create_key(&self, role: Role, actor: &str) -> Result<(String, String), StoreError> {
+        let id = random_hex(6)?;
+        let secret = format!("drs_{id}_{}", random_hex(24)?);
+        let hash = hex::encode(sha2::Sha256::digest(secret.as_bytes()));
+        let conn = self.conn()?;
+        conn.execute(
+            "INSERT INTO api_keys (id, role, hash, created_at, revoked) VALUES (?1, ?2, ?3, ?4, 0)",
+            params![id, role.as_str(), hash, now_rfc3339()],
+        )?;
+        conn.execute(
+            "INSERT INTO audit (at, actor, action, object, detail) VALUES (?1, ?2, 'key.create', ?3, ?4)",
+            params![now_rfc3339(), actor, id, role.as_str()],
+        )?;
+        Ok((id, secret))
+    }
+
+    /// Checks a presented key: looks the row up by its public id, then compares hashes
+    /// in constant time.
+    pub fn verify_key(&self, presented: &str) -> Result<Option<KeyIdentity>, StoreError> {
+        use subtle::ConstantTimeEq;
+        let Some(id) = presented
+            .strip_prefix("drs_")
+            .and_then(|rest| rest.split('_').next())
+        else {
+            return Ok(None);
+        };
+        let row: Option<(String, String)> = self
+            .conn()?
+            .query_row(
+                "SELECT role, hash FROM api_keys WHERE id = ?1 AND revoked = 0",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((role, stored)) = row else {
+            return Ok(None);
+        };
+        let presented_hash = hex::encode(sha2::Sha256::digest(presented.as_bytes()));
+        if bool::from(presented_hash.as_bytes().ct_eq(stored.as_bytes())) {
+            let role = Role::parse(&role)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown role {role}")))?;
+            Ok(Some(KeyIdentity {
+                id: id.to_string(),
+                role,
+            }))
+        } else {
+            Ok(None)
+        }
+    }
+}
