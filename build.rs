@@ -29,38 +29,18 @@ fn main() {
         return;
     }
     if let Err(e) = fetch(&dir, &lib) {
-        println!(
-            "cargo:warning=could not provide ONNX Runtime {ORT_VERSION}: {e}; set ORT_DYLIB_PATH to a libonnxruntime.so >= 1.31"
-        );
+        println!("cargo:warning=could not provide ONNX Runtime {ORT_VERSION}: {e}; set ORT_DYLIB_PATH to a libonnxruntime.so >= 1.31");
     }
 }
 
 fn fetch(dir: &Path, lib: &Path) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
     let req = dir.join("requirements.txt");
-    std::fs::write(
-        &req,
-        format!("onnxruntime=={ORT_VERSION} --hash=sha256:{WHEEL_SHA256}\n"),
-    )
-    .map_err(|e| e.to_string())?;
+    std::fs::write(&req, format!("onnxruntime=={ORT_VERSION} --hash=sha256:{WHEEL_SHA256}\n")).map_err(|e| e.to_string())?;
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let status = Command::new(&python)
-        .args([
-            "-m",
-            "pip",
-            "download",
-            "--quiet",
-            "--no-deps",
-            "--only-binary=:all:",
-        ])
-        .args([
-            "--platform",
-            "manylinux_2_28_x86_64",
-            "--python-version",
-            "3.11",
-            "--implementation",
-            "cp",
-        ])
+        .args(["-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:"])
+        .args(["--platform", "manylinux_2_28_x86_64", "--python-version", "3.11", "--implementation", "cp"])
         .arg("--require-hashes")
         .arg("-r")
         .arg(&req)
@@ -76,19 +56,12 @@ fn fetch(dir: &Path, lib: &Path) -> Result<(), String> {
     let digest = sha256_hex(&bytes);
     if digest != WHEEL_SHA256 {
         let _ = std::fs::remove_file(&wheel);
-        return Err(format!(
-            "wheel sha256 {digest} does not match the pinned {WHEEL_SHA256}"
-        ));
+        return Err(format!("wheel sha256 {digest} does not match the pinned {WHEEL_SHA256}"));
     }
     let member = format!("onnxruntime/capi/libonnxruntime.so.{ORT_VERSION}");
     let script = "import sys, zipfile, shutil\nz = zipfile.ZipFile(sys.argv[1])\nwith z.open(sys.argv[2]) as src, open(sys.argv[3] + '.part', 'wb') as dst:\n    shutil.copyfileobj(src, dst)\n";
-    let status = Command::new(&python)
-        .args(["-c", script])
-        .arg(&wheel)
-        .arg(&member)
-        .arg(lib)
-        .status()
-        .map_err(|e| format!("extract: {e}"))?;
+    let status =
+        Command::new(&python).args(["-c", script]).arg(&wheel).arg(&member).arg(lib).status().map_err(|e| format!("extract: {e}"))?;
     if !status.success() {
         return Err("extracting the library from the wheel failed".into());
     }

@@ -13,18 +13,11 @@ fn bench(c: &mut Criterion) {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let config = Config::default();
     let package = ModelPackage::load(&root.join("models/dr-synth")).expect("model package");
-    let engine =
-        Engine::start(&package, &config.runtime, config.limits, config.engine).expect("engine");
-    let images: Vec<std::sync::Arc<Vec<u8>>> = [
-        "grade0_R.jpg",
-        "grade0_L.jpg",
-        "grade1_R.jpg",
-        "grade4_L.jpg",
-        "dme_R.jpg",
-    ]
-    .iter()
-    .map(|f| std::sync::Arc::new(std::fs::read(root.join("fixtures").join(f)).expect("fixture")))
-    .collect();
+    let engine = Engine::start(&package, &config.runtime, config.limits, config.engine).expect("engine");
+    let images: Vec<std::sync::Arc<Vec<u8>>> = ["grade0_R.jpg", "grade0_L.jpg", "grade1_R.jpg", "grade4_L.jpg", "dme_R.jpg"]
+        .iter()
+        .map(|f| std::sync::Arc::new(std::fs::read(root.join("fixtures").join(f)).expect("fixture")))
+        .collect();
     let per_round = 32usize;
     let mut group = c.benchmark_group("pipeline");
     group.throughput(Throughput::Elements(per_round as u64));

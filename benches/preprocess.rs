@@ -16,10 +16,7 @@ fn bench(c: &mut Criterion) {
     let mut full = scaled.clone();
     full.dct_scaling = false;
     let mut slot = vec![0.0f32; 3 * 512 * 512];
-    for (label, file) in [
-        ("2mp", "fixtures/grade0_R.jpg"),
-        ("12mp", "fixtures/grade4_R_12mp.jpg"),
-    ] {
+    for (label, file) in [("2mp", "fixtures/grade0_R.jpg"), ("12mp", "fixtures/grade4_R_12mp.jpg")] {
         let bytes = std::fs::read(root().join(file)).expect("fixture");
         let mut group = c.benchmark_group(format!("preprocess_{label}"));
         group.bench_function("dct_scaled_to_tensor", |b| {
@@ -39,8 +36,7 @@ fn bench(c: &mut Criterion) {
                 let mut d = jpeg_decoder::Decoder::new(bytes.as_slice());
                 d.read_info().expect("info");
                 let info = d.info().expect("info");
-                d.scale(info.width.div_ceil(8), info.height.div_ceil(8))
-                    .expect("scale");
+                d.scale(info.width.div_ceil(8), info.height.div_ceil(8)).expect("scale");
                 d.decode().expect("decode")
             })
         });

@@ -141,10 +141,9 @@ enum ModelCommand {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            std::env::var("RUST_LOG").ok().filter(|v| !v.trim().is_empty()).unwrap_or_else(|| "info".into()),
+        ))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -152,9 +151,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Grade(args) => cli::grade::run(&cli.global, args),
         Command::Validate(args) => cli::validate::run(&cli.global, args),
-        Command::Model(ModelCommand::Inspect { package }) => {
-            cli::inspect::run(&cli.global, package)
-        }
+        Command::Model(ModelCommand::Inspect { package }) => cli::inspect::run(&cli.global, package),
         Command::Serve => cli::serve::run(&cli.global),
         Command::Keys(cmd) => cli::keys::run(&cli.global, cmd),
         Command::Loadtest(args) => cli::loadtest::run(args),

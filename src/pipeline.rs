@@ -22,21 +22,9 @@ impl Screener {
     }
 
     /// Turns a scored image into its finding under this policy.
-    pub fn finding(
-        &self,
-        scored: &Scored,
-        laterality: Laterality,
-        source: Option<String>,
-    ) -> ImageFinding {
+    pub fn finding(&self, scored: &Scored, laterality: Laterality, source: Option<String>) -> ImageFinding {
         let model = &self.engine.model();
-        grading::grade_image(
-            scored,
-            &self.policy,
-            &model.identity,
-            &model.manifest.input.recipe,
-            laterality,
-            source,
-        )
+        grading::grade_image(scored, &self.policy, &model.identity, &model.manifest.input.recipe, laterality, source)
     }
 
     /// Grades one image synchronously.

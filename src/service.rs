@@ -56,12 +56,8 @@ pub struct ScreeningService {
     pub store: Store,
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ServiceError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ServiceError::Join(e.to_string()))
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ServiceError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ServiceError::Join(e.to_string()))
 }
 
 impl ScreeningService {
@@ -76,11 +72,7 @@ impl ScreeningService {
     }
 
     /// Grades one image (not stored).
-    pub async fn grade(
-        &self,
-        bytes: Bytes,
-        laterality: Laterality,
-    ) -> Result<(ImageFinding, Scored), ServiceError> {
+    pub async fn grade(&self, bytes: Bytes, laterality: Laterality) -> Result<(ImageFinding, Scored), ServiceError> {
         let ticket = self.screener.submit(bytes)?;
         let scored = ticket.await.map_err(|_| EngineError::ShuttingDown)??;
         Ok((self.screener.finding(&scored, laterality, None), scored))
@@ -95,20 +87,14 @@ impl ScreeningService {
         meta: ExamMetadata,
     ) -> Result<(StoredExam, ExamResult), ServiceError> {
         if images.is_empty() {
-            return Err(ServiceError::Invalid(
-                "an exam needs at least one image".into(),
-            ));
+            return Err(ServiceError::Invalid("an exam needs at least one image".into()));
         }
         let mut tickets = Vec::with_capacity(images.len());
         for (index, image) in images.iter().enumerate() {
-            tickets.push(self.screener.submit(image.bytes.clone()).map_err(
-                |source| match source {
-                    e @ (EngineError::QueueFull(_) | EngineError::ShuttingDown) => {
-                        ServiceError::Engine(e)
-                    }
-                    source => ServiceError::Image { index, source },
-                },
-            )?);
+            tickets.push(self.screener.submit(image.bytes.clone()).map_err(|source| match source {
+                e @ (EngineError::QueueFull(_) | EngineError::ShuttingDown) => ServiceError::Engine(e),
+                source => ServiceError::Image { index, source },
+            })?);
         }
         let mut findings = Vec::with_capacity(images.len());
         let mut cams = Vec::with_capacity(images.len());
@@ -123,8 +109,7 @@ impl ScreeningService {
         let result = self.screener.exam(findings);
         let store = self.store.clone();
         let actor = actor.to_string();
-        let result_json =
-            serde_json::to_value(&result).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        let result_json = serde_json::to_value(&result).map_err(|e| ServiceError::Invalid(e.to_string()))?;
         let stored = blocking(move || -> Result<StoredExam, ServiceError> {
             let mut new_images = Vec::with_capacity(images.len());
             for (i, (image, (cam, cam_shape))) in images.iter().zip(cams).enumerate() {
@@ -133,10 +118,7 @@ impl ScreeningService {
                     bytes_sha256: sha,
                     media_type: image.media_type.clone(),
                     laterality: image.laterality.as_str().into(),
-                    view: image
-                        .view
-                        .clone()
-                        .or_else(|| meta.views.get(i).cloned().flatten()),
+                    view: image.view.clone().or_else(|| meta.views.get(i).cloned().flatten()),
                     finding: result_json["images"][i].clone(),
                     cam,
                     cam_shape,
@@ -146,15 +128,9 @@ impl ScreeningService {
                 submitted_by: actor,
                 external_exam_ref: meta.external_exam_ref,
                 patient_ref: meta.patient_ref,
-                outcome: result_json["outcome"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
+                outcome: result_json["outcome"].as_str().unwrap_or_default().to_string(),
                 flagged: result_json["flagged"].as_bool().unwrap_or(true),
-                model_sha256: result_json["model"]["sha256"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
+                model_sha256: result_json["model"]["sha256"].as_str().unwrap_or_default().to_string(),
                 result: result_json,
                 images: new_images,
             };
@@ -166,25 +142,14 @@ impl ScreeningService {
 
     /// The heatmap PNG of a stored image: re-runs the deterministic preprocessing on the
     /// stored original to get the cropped field, then overlays the stored activation map.
-    pub async fn heatmap_png(
-        &self,
-        sha256: String,
-        cam: Vec<f32>,
-        cam_shape: (usize, usize),
-    ) -> Result<Vec<u8>, ServiceError> {
+    pub async fn heatmap_png(&self, sha256: String, cam: Vec<f32>, cam_shape: (usize, usize)) -> Result<Vec<u8>, ServiceError> {
         let store = self.store.clone();
         let pre = self.screener.engine.preprocessor().clone();
         blocking(move || -> Result<Vec<u8>, ServiceError> {
             let bytes = store.read_blob(&sha256)?;
-            let prepared = pre
-                .prepare(&bytes)
-                .map_err(|e| ServiceError::Engine(e.into()))?;
+            let prepared = pre.prepare(&bytes).map_err(|e| ServiceError::Engine(e.into()))?;
             let side = pre.input_size as usize;
-            heatmap::png(
-                side,
-                &heatmap::overlay(side, &prepared.rgb, &cam, cam_shape),
-            )
-            .map_err(ServiceError::Invalid)
+            heatmap::png(side, &heatmap::overlay(side, &prepared.rgb, &cam, cam_shape)).map_err(ServiceError::Invalid)
         })
         .await?
     }

@@ -19,29 +19,15 @@ fn grade_folder_reports_broken_files_and_grades_the_rest() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    for code in [
-        "empty_input",
-        "corrupt_image",
-        "image_too_large",
-        "unsupported_format",
-    ] {
+    for code in ["empty_input", "corrupt_image", "image_too_large", "unsupported_format"] {
         assert!(stderr.contains(code), "missing {code}: {stderr}");
     }
-    let exams: Vec<serde_json::Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let exam01 = exams
-        .iter()
-        .find(|e| e["exam_id"] == "exam01")
-        .expect("exam01 graded");
+    let exams: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let exam01 = exams.iter().find(|e| e["exam_id"] == "exam01").expect("exam01 graded");
     assert_eq!(exam01["outcome"], "rescreen", "{exam01}");
     assert_eq!(exam01["images"].as_array().unwrap().len(), 2);
     assert_eq!(exam01["model"]["name"], "dr-synth");
-    let broken: usize = exams
-        .iter()
-        .map(|e| e["unreadable"].as_array().unwrap().len())
-        .sum();
+    let broken: usize = exams.iter().map(|e| e["unreadable"].as_array().unwrap().len()).sum();
     assert_eq!(broken, 4);
 }
 
@@ -53,18 +39,11 @@ fn grade_csv_has_a_row_per_image() {
         .arg(common::fixture("ungradable_dark_R.jpg"))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let mut reader = csv::Reader::from_reader(out.stdout.as_slice());
     let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
     assert_eq!(rows.len(), 2);
-    let dark = rows
-        .iter()
-        .find(|r| r[1].contains("ungradable_dark"))
-        .unwrap();
+    let dark = rows.iter().find(|r| r[1].contains("ungradable_dark")).unwrap();
     assert_eq!(&dark[3], "false");
     assert!(!dark[4].is_empty(), "no reasons for the dark image");
 }
@@ -72,25 +51,11 @@ fn grade_csv_has_a_row_per_image() {
 #[test]
 fn validate_writes_the_report() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(common::bin())
-        .arg("validate")
-        .arg(common::fixture("labels.csv"))
-        .arg("--out")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();
+    let out = Command::new(common::bin()).arg("validate").arg(common::fixture("labels.csv")).arg("--out").arg(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();
     assert_eq!(json["images"].as_u64(), Some(common::labels().len() as u64));
-    assert!(
-        json["quadratic_weighted_kappa"].as_f64().unwrap() > 0.5,
-        "{json}"
-    );
+    assert!(json["quadratic_weighted_kappa"].as_f64().unwrap() > 0.5, "{json}");
     for f in ["report.md", "roc.png", "confusion.png"] {
         let bytes = std::fs::read(dir.path().join(f)).unwrap();
         assert!(bytes.len() > 100, "{f} is empty");

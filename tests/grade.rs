@@ -14,39 +14,25 @@ fn fixtures_grade_into_their_expected_bands() {
     let mut failures = Vec::new();
     for label in common::labels() {
         let bytes = std::fs::read(common::fixture(&label.path)).unwrap();
-        let f = screener
-            .grade_blocking(bytes, Laterality::parse(&label.laterality).unwrap(), None)
-            .unwrap();
+        let f = screener.grade_blocking(bytes, Laterality::parse(&label.laterality).unwrap(), None).unwrap();
         assert_eq!(f.model.sha256, common::package().manifest.file.sha256);
         if label.gradable == 0 {
             if f.quality.gradable || f.quality.reasons.is_empty() || f.dr.is_some() {
-                failures.push(format!(
-                    "{}: expected ungradable with reasons, got {:?}",
-                    label.path, f.quality
-                ));
+                failures.push(format!("{}: expected ungradable with reasons, got {:?}", label.path, f.quality));
             }
             continue;
         }
         if !f.quality.gradable {
-            failures.push(format!(
-                "{}: expected gradable, got {:?}",
-                label.path, f.quality
-            ));
+            failures.push(format!("{}: expected gradable, got {:?}", label.path, f.quality));
             continue;
         }
         let dr = f.dr.as_ref().unwrap();
         let referable = label.grade >= 2 || label.dme == 1;
         if (f.decision == ImageDecision::Referable) != referable {
-            failures.push(format!(
-                "{}: referable {referable} expected, got {:?} (grade {})",
-                label.path, f.decision, dr.grade
-            ));
+            failures.push(format!("{}: referable {referable} expected, got {:?} (grade {})", label.path, f.decision, dr.grade));
         }
         if (i32::from(dr.grade) - i32::from(label.grade)).abs() > 1 {
-            failures.push(format!(
-                "{}: grade {} expected within 1 of {}",
-                label.path, dr.grade, label.grade
-            ));
+            failures.push(format!("{}: grade {} expected within 1 of {}", label.path, dr.grade, label.grade));
         }
         let p: f32 = dr.probabilities.iter().sum();
         assert!((p - 1.0).abs() < 1e-4);
@@ -82,66 +68,29 @@ fn byte_and_pixel_limits_refuse_before_decoding() {
     let mut tight = screener.engine.preprocessor().clone();
     tight.limits.max_bytes = 1000;
     let bytes = std::fs::read(common::fixture("grade0_R.jpg")).unwrap();
-    assert!(matches!(
-        tight.prepare(&bytes),
-        Err(PreprocessError::TooManyBytes { .. })
-    ));
+    assert!(matches!(tight.prepare(&bytes), Err(PreprocessError::TooManyBytes { .. })));
     let mut tight = screener.engine.preprocessor().clone();
     tight.limits.max_pixels = 1000;
-    assert!(matches!(
-        tight.prepare(&bytes),
-        Err(PreprocessError::TooManyPixels { .. })
-    ));
+    assert!(matches!(tight.prepare(&bytes), Err(PreprocessError::TooManyPixels { .. })));
 }
 
 #[test]
 fn batched_results_equal_single_image_results() {
     let screener = common::screener();
-    let names: Vec<String> = common::labels()
-        .into_iter()
-        .map(|l| l.path)
-        .take(8)
-        .collect();
-    let singles: Vec<_> = names
-        .iter()
-        .map(|n| {
-            screener
-                .engine
-                .score_blocking(std::fs::read(common::fixture(n)).unwrap())
-                .unwrap()
-        })
-        .collect();
+    let names: Vec<String> = common::labels().into_iter().map(|l| l.path).take(8).collect();
+    let singles: Vec<_> =
+        names.iter().map(|n| screener.engine.score_blocking(std::fs::read(common::fixture(n)).unwrap()).unwrap()).collect();
     // Submit all at once so the batcher groups them.
-    let tickets: Vec<_> = names
-        .iter()
-        .map(|n| {
-            screener
-                .engine
-                .submit(std::fs::read(common::fixture(n)).unwrap())
-                .unwrap()
-        })
-        .collect();
-    let batched: Vec<_> = tickets
-        .into_iter()
-        .map(|t| t.blocking_recv().unwrap().unwrap())
-        .collect();
-    assert!(
-        batched.iter().any(|s| s.timings.batch_size > 1),
-        "no batch formed"
-    );
+    let tickets: Vec<_> = names.iter().map(|n| screener.engine.submit(std::fs::read(common::fixture(n)).unwrap()).unwrap()).collect();
+    let batched: Vec<_> = tickets.into_iter().map(|t| t.blocking_recv().unwrap().unwrap()).collect();
+    assert!(batched.iter().any(|s| s.timings.batch_size > 1), "no batch formed");
     for ((n, a), b) in names.iter().zip(&singles).zip(&batched) {
         for (x, y) in a.outputs.dr_logits.iter().zip(&b.outputs.dr_logits) {
             assert!((x - y).abs() < 1e-3, "{n}: {x} vs {y}");
         }
         assert!((a.outputs.dme_logit - b.outputs.dme_logit).abs() < 1e-3);
         assert!((a.outputs.gradable_logit - b.outputs.gradable_logit).abs() < 1e-3);
-        let cam_diff = a
-            .outputs
-            .cam
-            .iter()
-            .zip(&b.outputs.cam)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f32::max);
+        let cam_diff = a.outputs.cam.iter().zip(&b.outputs.cam).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
         assert!(cam_diff < 1e-3, "{n}: cam differs by {cam_diff}");
         assert!(b.timings.total >= b.timings.preprocess && b.timings.inference > 0.0);
     }
@@ -150,28 +99,15 @@ fn batched_results_equal_single_image_results() {
 #[test]
 fn exam_outcomes_follow_the_rules_on_fixtures() {
     let screener = common::screener();
-    let grade = |name: &str, lat: Laterality| {
-        screener
-            .grade_blocking(std::fs::read(common::fixture(name)).unwrap(), lat, None)
-            .unwrap()
-    };
-    let healthy = screener.exam(vec![
-        grade("grade0_R.jpg", Laterality::Right),
-        grade("grade0_L.jpg", Laterality::Left),
-    ]);
+    let grade = |name: &str, lat: Laterality| screener.grade_blocking(std::fs::read(common::fixture(name)).unwrap(), lat, None).unwrap();
+    let healthy = screener.exam(vec![grade("grade0_R.jpg", Laterality::Right), grade("grade0_L.jpg", Laterality::Left)]);
     assert_eq!(healthy.outcome, ExamOutcome::Rescreen, "{healthy:#?}");
     assert_eq!(healthy.recall_months, Some(12));
     assert!(!healthy.flagged);
-    let urgent = screener.exam(vec![
-        grade("grade4_L.jpg", Laterality::Left),
-        grade("grade0_R.jpg", Laterality::Right),
-    ]);
+    let urgent = screener.exam(vec![grade("grade4_L.jpg", Laterality::Left), grade("grade0_R.jpg", Laterality::Right)]);
     assert_eq!(urgent.outcome, ExamOutcome::UrgentReferral);
     assert!(urgent.flagged && urgent.recall_months.is_none());
-    let missing = screener.exam(vec![
-        grade("grade0_R.jpg", Laterality::Right),
-        grade("ungradable_blur_L.jpg", Laterality::Left),
-    ]);
+    let missing = screener.exam(vec![grade("grade0_R.jpg", Laterality::Right), grade("ungradable_blur_L.jpg", Laterality::Left)]);
     assert_eq!(missing.outcome, ExamOutcome::Ungradable);
 }
 
@@ -179,31 +115,18 @@ fn exam_outcomes_follow_the_rules_on_fixtures() {
 fn dropped_requests_are_not_computed_but_answered_ones_are() {
     let screener = common::screener();
     let bytes = std::fs::read(common::fixture("grade1_R.jpg")).unwrap();
-    let before = screener
-        .engine
-        .stats()
-        .pruned
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let before = screener.engine.stats().pruned.load(std::sync::atomic::Ordering::Relaxed);
     for _ in 0..6 {
         drop(screener.engine.submit(bytes.clone()).unwrap());
     }
-    let kept = screener
-        .engine
-        .submit(bytes)
-        .unwrap()
-        .blocking_recv()
-        .unwrap();
+    let kept = screener.engine.submit(bytes).unwrap().blocking_recv().unwrap();
     assert!(kept.is_ok());
     // Wait for the abandoned jobs to drain, then check they were pruned.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while screener.engine.in_flight() > 0 && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    let after = screener
-        .engine
-        .stats()
-        .pruned
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let after = screener.engine.stats().pruned.load(std::sync::atomic::Ordering::Relaxed);
     assert!(after > before, "no abandoned request was pruned");
     let _ = EngineError::ShuttingDown;
 }

@@ -29,43 +29,17 @@ fn rust_preprocessing_matches_training_references() {
     let mut report = Vec::new();
     let mut failures = Vec::new();
     for (name, python_box) in &boxes {
-        let stem = std::path::Path::new(name)
-            .file_stem()
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .to_string();
-        let reference = image::open(common::fixture(&format!("reference/{stem}.png")))
-            .unwrap()
-            .into_rgb8();
+        let stem = std::path::Path::new(name).file_stem().unwrap().to_str().unwrap().to_string();
+        let reference = image::open(common::fixture(&format!("reference/{stem}.png"))).unwrap().into_rgb8();
         assert_eq!(reference.dimensions(), (pre.input_size, pre.input_size));
-        let prepared = pre
-            .prepare(&std::fs::read(common::fixture(name)).unwrap())
-            .unwrap();
+        let prepared = pre.prepare(&std::fs::read(common::fixture(name)).unwrap()).unwrap();
         let f = prepared.fov;
-        let rust_box = [
-            i64::from(f.left),
-            i64::from(f.top),
-            i64::from(f.right),
-            i64::from(f.bottom),
-        ];
-        let box_offset = rust_box
-            .iter()
-            .zip(python_box)
-            .map(|(a, b)| (a - b).abs())
-            .max()
-            .unwrap();
-        let diffs: Vec<u8> = prepared
-            .rgb
-            .iter()
-            .zip(reference.as_raw())
-            .map(|(a, b)| a.abs_diff(*b))
-            .collect();
+        let rust_box = [i64::from(f.left), i64::from(f.top), i64::from(f.right), i64::from(f.bottom)];
+        let box_offset = rust_box.iter().zip(python_box).map(|(a, b)| (a - b).abs()).max().unwrap();
+        let diffs: Vec<u8> = prepared.rgb.iter().zip(reference.as_raw()).map(|(a, b)| a.abs_diff(*b)).collect();
         let mean = diffs.iter().map(|&d| f64::from(d)).sum::<f64>() / diffs.len() as f64;
         let within = diffs.iter().filter(|&&d| d <= 8).count() as f64 / diffs.len() as f64;
-        report.push(format!(
-            "{name}: box offset {box_offset}, mean {mean:.3}, within8 {within:.5}"
-        ));
+        report.push(format!("{name}: box offset {box_offset}, mean {mean:.3}, within8 {within:.5}"));
         let ok = match box_offset {
             0 => mean <= 0.5 && within >= 0.995,
             1 => mean <= 2.5 && within >= 0.94,

@@ -126,18 +126,17 @@ def augment(rng, u8):
 def augment_torch(torch, rng, u8):
     """Light, label-preserving augmentation + normalisation: flips, per-channel gain, brightness."""
     n = len(u8)
-    x = torch.from_numpy(np.ascontiguousarray(u8)).permute(0, 3, 1, 2).float()  # channels_last strides
-    hf = torch.from_numpy(rng.random(n) < 0.5)
-    vf = torch.from_numpy(rng.random(n) < 0.3)
-    if hf.any():
-        x[hf] = x[hf].flip(3)
-    if vf.any():
-        x[vf] = x[vf].flip(2)
-    gain = torch.from_numpy((rng.uniform(0.92, 1.08, (n, 3)) * rng.uniform(0.9, 1.1, (n, 1))).astype(np.float32))
-    x = (x * gain[:, :, None, None]).clamp_(0, 255)
-    mean = torch.tensor(preprocess.MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(preprocess.STD).view(1, 3, 1, 1)
-    x = (x / 255.0 - mean) / std
+    u8 = np.array(u8)  # own copy (memmap rows)
+    for i in range(n):
+        if rng.random() < 0.5:
+            u8[i] = u8[i, :, ::-1]
+        if rng.random() < 0.3:
+            u8[i] = u8[i, ::-1, :]
+    gain = (rng.uniform(0.92, 1.08, (n, 3)) * rng.uniform(0.9, 1.1, (n, 1))).astype(np.float32)
+    scale = torch.from_numpy(gain / (255.0 * preprocess.STD[None, :])).view(n, 3, 1, 1)
+    shift = torch.from_numpy(np.tile(-preprocess.MEAN / preprocess.STD, (n, 1)).astype(np.float32)).view(n, 3, 1, 1)
+    x = torch.from_numpy(u8).permute(0, 3, 1, 2).float()  # keeps channels_last strides
+    x.mul_(scale).add_(shift)
     return x.contiguous(memory_format=torch.channels_last)
 
 

@@ -73,9 +73,11 @@ fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
                 for e in entries {
                     if e.is_dir() {
                         stack.push(e);
-                    } else if e.extension().and_then(|x| x.to_str()).is_some_and(|x| {
-                        IMAGE_EXTENSIONS.contains(&x.to_ascii_lowercase().as_str())
-                    }) {
+                    } else if e
+                        .extension()
+                        .and_then(|x| x.to_str())
+                        .is_some_and(|x| IMAGE_EXTENSIONS.contains(&x.to_ascii_lowercase().as_str()))
+                    {
                         out.push(e);
                     }
                 }
@@ -92,11 +94,7 @@ fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 
 /// Laterality from file-name tokens such as `_L_`, `-right`, `OD`.
 pub fn laterality_from_name(path: &Path) -> Laterality {
-    let stem = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or_default()
-        .to_ascii_lowercase();
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_ascii_lowercase();
     for token in stem.split(|c: char| !c.is_ascii_alphanumeric()) {
         if let Some(l @ (Laterality::Left | Laterality::Right)) = Laterality::parse(token) {
             return l;
@@ -107,8 +105,7 @@ pub fn laterality_from_name(path: &Path) -> Laterality {
 
 fn read_exams(csv_path: &Path) -> anyhow::Result<HashMap<PathBuf, (String, Laterality)>> {
     let base = csv_path.parent().unwrap_or(Path::new("."));
-    let mut reader = csv::Reader::from_path(csv_path)
-        .with_context(|| format!("cannot read {}", csv_path.display()))?;
+    let mut reader = csv::Reader::from_path(csv_path).with_context(|| format!("cannot read {}", csv_path.display()))?;
     let headers = reader.headers()?.clone();
     let col = |name: &str| headers.iter().position(|h| h.trim() == name);
     let path_col = col("path").context("exams CSV needs a 'path' column")?;
@@ -119,21 +116,10 @@ fn read_exams(csv_path: &Path) -> anyhow::Result<HashMap<PathBuf, (String, Later
         let record = record.with_context(|| format!("{} row {}", csv_path.display(), line + 2))?;
         let path = base.join(record.get(path_col).unwrap_or_default());
         let lat_text = lat_col.and_then(|c| record.get(c)).unwrap_or_default();
-        let laterality = Laterality::parse(lat_text).with_context(|| {
-            format!(
-                "{} row {}: unknown laterality '{lat_text}'",
-                csv_path.display(),
-                line + 2
-            )
-        })?;
+        let laterality = Laterality::parse(lat_text)
+            .with_context(|| format!("{} row {}: unknown laterality '{lat_text}'", csv_path.display(), line + 2))?;
         let key = std::fs::canonicalize(&path).unwrap_or(path);
-        map.insert(
-            key,
-            (
-                record.get(exam_col).unwrap_or_default().to_string(),
-                laterality,
-            ),
-        );
+        map.insert(key, (record.get(exam_col).unwrap_or_default().to_string(), laterality));
     }
     Ok(map)
 }
@@ -148,24 +134,10 @@ pub fn plan(paths: &[PathBuf], exams: Option<&Path>) -> anyhow::Result<Vec<Item>
             let canonical = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
             let listed = table.as_ref().and_then(|t| t.get(&canonical)).cloned();
             let (exam_id, laterality) = listed.unwrap_or_else(|| {
-                let folder = path
-                    .parent()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default();
-                (
-                    if folder.is_empty() {
-                        ".".into()
-                    } else {
-                        folder
-                    },
-                    laterality_from_name(&path),
-                )
+                let folder = path.parent().map(|p| p.display().to_string()).unwrap_or_default();
+                (if folder.is_empty() { ".".into() } else { folder }, laterality_from_name(&path))
             });
-            Item {
-                path,
-                exam_id,
-                laterality,
-            }
+            Item { path, exam_id, laterality }
         })
         .collect())
 }
@@ -176,37 +148,22 @@ pub fn grade_items(screener: &Screener, items: &[Item]) -> Vec<Result<ImageFindi
     let progress = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(items.len() as u64);
         bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:40} {pos}/{len} images {per_sec} eta {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} images {per_sec} eta {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         bar
     });
     let window = (screener.engine.config().queue_capacity / 2).max(1);
     let mut results: Vec<Option<Result<ImageFinding, Unreadable>>> = vec![None; items.len()];
     let mut pending: VecDeque<(usize, drscreen::engine::Ticket)> = VecDeque::new();
-    let unreadable = |item: &Item, code: &str, error: String| Unreadable {
-        path: item.path.display().to_string(),
-        code: code.into(),
-        error,
-    };
-    let finish = |index: usize,
-                  ticket: drscreen::engine::Ticket,
-                  results: &mut Vec<Option<Result<ImageFinding, Unreadable>>>| {
+    let unreadable =
+        |item: &Item, code: &str, error: String| Unreadable { path: item.path.display().to_string(), code: code.into(), error };
+    let finish = |index: usize, ticket: drscreen::engine::Ticket, results: &mut Vec<Option<Result<ImageFinding, Unreadable>>>| {
         let item = &items[index];
         let outcome = match ticket.blocking_recv() {
-            Ok(Ok(scored)) => Ok(screener.finding(
-                &scored,
-                item.laterality,
-                Some(item.path.display().to_string()),
-            )),
+            Ok(Ok(scored)) => Ok(screener.finding(&scored, item.laterality, Some(item.path.display().to_string()))),
             Ok(Err(e)) => Err(unreadable(item, e.code(), e.to_string())),
-            Err(_) => Err(unreadable(
-                item,
-                "shutting_down",
-                "the engine stopped".into(),
-            )),
+            Err(_) => Err(unreadable(item, "shutting_down", "the engine stopped".into())),
         };
         results[index] = Some(outcome);
         if let Some(bar) = &progress {
@@ -237,9 +194,7 @@ pub fn grade_items(screener: &Screener, items: &[Item]) -> Vec<Result<ImageFindi
                     }
                 }
             },
-            Err(e) => {
-                results[index] = Some(Err(unreadable(item, "unreadable_file", e.to_string())))
-            }
+            Err(e) => results[index] = Some(Err(unreadable(item, "unreadable_file", e.to_string()))),
         }
     }
     while let Some((i, t)) = pending.pop_front() {
@@ -248,13 +203,7 @@ pub fn grade_items(screener: &Screener, items: &[Item]) -> Vec<Result<ImageFindi
     if let Some(bar) = progress {
         bar.finish_and_clear();
     }
-    results
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| {
-            r.unwrap_or_else(|| Err(unreadable(&items[i], "internal", "no result".into())))
-        })
-        .collect()
+    results.into_iter().enumerate().map(|(i, r)| r.unwrap_or_else(|| Err(unreadable(&items[i], "internal", "no result".into())))).collect()
 }
 
 #[derive(Serialize)]
@@ -283,9 +232,7 @@ pub fn run(global: &GlobalArgs, args: GradeArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let mut out: Box<dyn Write> = match &args.output {
-        Some(p) => Box::new(
-            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
-        ),
+        Some(p) => Box::new(std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?),
         None => Box::new(std::io::stdout().lock()),
     };
     let mut csv_writer = matches!(args.format, OutputFormat::Csv).then(|| {
@@ -313,11 +260,7 @@ pub fn run(global: &GlobalArgs, args: GradeArgs) -> anyhow::Result<ExitCode> {
         let result = screener.exam(findings);
         match csv_writer.as_mut() {
             None => {
-                let line = ExamLine {
-                    exam_id,
-                    result: &result,
-                    unreadable,
-                };
+                let line = ExamLine { exam_id, result: &result, unreadable };
                 writeln!(out, "{}", serde_json::to_string(&line)?)?;
             }
             Some(w) => {
@@ -329,21 +272,10 @@ pub fn run(global: &GlobalArgs, args: GradeArgs) -> anyhow::Result<ExitCode> {
                         f.laterality.as_str(),
                         &f.quality.gradable.to_string(),
                         &f.quality.reasons.join(";"),
-                        &f.dr
-                            .as_ref()
-                            .map(|d| d.grade.to_string())
-                            .unwrap_or_default(),
-                        &f.dme
-                            .as_ref()
-                            .map(|d| d.present.to_string())
-                            .unwrap_or_default(),
-                        &f.dr
-                            .as_ref()
-                            .map(|d| format!("{:.4}", d.referable_probability))
-                            .unwrap_or_default(),
-                        serde_json::to_value(f.decision)?
-                            .as_str()
-                            .unwrap_or_default(),
+                        &f.dr.as_ref().map(|d| d.grade.to_string()).unwrap_or_default(),
+                        &f.dme.as_ref().map(|d| d.present.to_string()).unwrap_or_default(),
+                        &f.dr.as_ref().map(|d| format!("{:.4}", d.referable_probability)).unwrap_or_default(),
+                        serde_json::to_value(f.decision)?.as_str().unwrap_or_default(),
                         result.outcome.as_str(),
                         &m.name,
                         &m.version,
@@ -379,9 +311,5 @@ pub fn run(global: &GlobalArgs, args: GradeArgs) -> anyhow::Result<ExitCode> {
     }
     out.flush()?;
     let failed = results.iter().filter(|r| r.is_err()).count();
-    Ok(if failed > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

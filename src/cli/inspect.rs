@@ -21,18 +21,8 @@ pub fn run(global: &GlobalArgs, package: Option<PathBuf>) -> anyhow::Result<Exit
     let m = &package.manifest;
     println!("package:     {}", dir.display());
     println!("name:        {} {}", m.name, m.version);
-    println!(
-        "sha256:      {} ({} bytes) - integrity OK",
-        m.file.sha256, m.file.bytes
-    );
-    println!(
-        "clinical use: {}",
-        if m.clinical_use {
-            "yes"
-        } else {
-            "NO (research/demonstration only)"
-        }
-    );
+    println!("sha256:      {} ({} bytes) - integrity OK", m.file.sha256, m.file.bytes);
+    println!("clinical use: {}", if m.clinical_use { "yes" } else { "NO (research/demonstration only)" });
     println!("intended use: {}", m.intended_use);
     println!(
         "input:       {} {} {} {}x{} recipe {} mean {:?} std {:?} scale {}",
@@ -47,16 +37,10 @@ pub fn run(global: &GlobalArgs, package: Option<PathBuf>) -> anyhow::Result<Exit
         m.input.scale
     );
     for o in &m.outputs {
-        println!(
-            "output:      {} ({}) {:?}: {}",
-            o.name, o.role, o.shape, o.meaning
-        );
+        println!("output:      {} ({}) {:?}: {}", o.name, o.role, o.shape, o.meaning);
     }
     let t = &m.thresholds;
-    println!(
-        "thresholds:  referable_dr {} dme {} gradable {}",
-        t.referable_dr, t.dme, t.gradable
-    );
+    println!("thresholds:  referable_dr {} dme {} gradable {}", t.referable_dr, t.dme, t.gradable);
     let session = ModelSession::new(&package, &config.runtime)?;
     println!(
         "runtime:     ONNX Runtime {} from {}",

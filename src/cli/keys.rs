@@ -23,11 +23,7 @@ pub fn run(global: &GlobalArgs, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
         KeysCommand::Create { role } => {
             let store = Store::open(&config.data_dir)?;
             let (id, key) = store.create_key(role, "cli")?;
-            println!(
-                "created {} key {id} in {}; store it now, it is not shown again:",
-                role.as_str(),
-                config.data_dir.display()
-            );
+            println!("created {} key {id} in {}; store it now, it is not shown again:", role.as_str(), config.data_dir.display());
             println!("{key}");
         }
     }

@@ -60,12 +60,7 @@ fn load_images(dir: &PathBuf) -> anyhow::Result<Vec<(bytes::Bytes, &'static str)
         .collect();
     entries.sort();
     for p in entries {
-        let media = match p
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
+        let media = match p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
             Some("jpg" | "jpeg") => "image/jpeg",
             Some("png") => "image/png",
             Some("tif" | "tiff") => "image/tiff",
@@ -79,15 +74,8 @@ fn load_images(dir: &PathBuf) -> anyhow::Result<Vec<(bytes::Bytes, &'static str)
 
 pub fn run(args: LoadtestArgs) -> anyhow::Result<ExitCode> {
     let images = Arc::new(load_images(&args.images)?);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let summary = runtime.block_on(drive(
-        args.url.trim_end_matches('/').to_string(),
-        args.key.clone(),
-        images,
-        &args,
-    ))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let summary = runtime.block_on(drive(args.url.trim_end_matches('/').to_string(), args.key.clone(), images, &args))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
@@ -101,10 +89,7 @@ pub fn run(args: LoadtestArgs) -> anyhow::Result<ExitCode> {
         );
         println!(
             "latency ms: p50 {} p90 {} p99 {} max {}",
-            s["latency_ms"]["p50"],
-            s["latency_ms"]["p90"],
-            s["latency_ms"]["p99"],
-            s["latency_ms"]["max"]
+            s["latency_ms"]["p50"], s["latency_ms"]["p90"], s["latency_ms"]["p99"], s["latency_ms"]["max"]
         );
         println!("statuses: {}", s["statuses"]);
         println!("server split ms (mean): {}", s["server_ms_mean"]);
@@ -118,30 +103,19 @@ async fn drive(
     images: Arc<Vec<(bytes::Bytes, &'static str)>>,
     args: &LoadtestArgs,
 ) -> anyhow::Result<serde_json::Value> {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency)
-        .build()?;
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
     let endpoint = format!("{url}/v1/grade");
     let warm_until = Instant::now() + Duration::from_secs(args.warmup);
     let stop_at = warm_until + Duration::from_secs(args.duration);
-    let tally = Arc::new(Mutex::new(Tally {
-        latency: Some(hdrhistogram::Histogram::new_with_bounds(1, 600_000_000, 3)?),
-        ..Default::default()
-    }));
+    let tally =
+        Arc::new(Mutex::new(Tally { latency: Some(hdrhistogram::Histogram::new_with_bounds(1, 600_000_000, 3)?), ..Default::default() }));
     let counter = Arc::new(AtomicU64::new(0));
     let measured = Arc::new(AtomicU64::new(0));
     let limit = args.requests;
     let mut workers = Vec::new();
     for _ in 0..args.concurrency {
-        let (client, endpoint, key, images, tally, counter, measured) = (
-            client.clone(),
-            endpoint.clone(),
-            key.clone(),
-            images.clone(),
-            tally.clone(),
-            counter.clone(),
-            measured.clone(),
-        );
+        let (client, endpoint, key, images, tally, counter, measured) =
+            (client.clone(), endpoint.clone(), key.clone(), images.clone(), tally.clone(), counter.clone(), measured.clone());
         workers.push(tokio::spawn(async move {
             loop {
                 let now = Instant::now();
@@ -158,38 +132,16 @@ async fn drive(
                 let i = counter.fetch_add(1, Ordering::Relaxed) as usize % images.len();
                 let (body, media) = images[i].clone();
                 let started = Instant::now();
-                let result = client
-                    .post(&endpoint)
-                    .bearer_auth(&key)
-                    .header("content-type", media)
-                    .body(body)
-                    .send()
-                    .await;
+                let result = client.post(&endpoint).bearer_auth(&key).header("content-type", media).body(body).send().await;
                 let (status, timings) = match result {
                     Ok(r) => {
-                        let header = |n: &str| {
-                            r.headers()
-                                .get(n)
-                                .and_then(|v| v.to_str().ok())
-                                .and_then(|v| v.parse::<f64>().ok())
-                        };
-                        let t = [
-                            header("x-drscreen-queue-ms"),
-                            header("x-drscreen-preprocess-ms"),
-                            header("x-drscreen-inference-ms"),
-                        ];
+                        let header = |n: &str| r.headers().get(n).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<f64>().ok());
+                        let t = [header("x-drscreen-queue-ms"), header("x-drscreen-preprocess-ms"), header("x-drscreen-inference-ms")];
                         let status = r.status().as_u16().to_string();
                         let _ = r.bytes().await;
                         (status, t)
                     }
-                    Err(e) => (
-                        if e.is_timeout() {
-                            "timeout".into()
-                        } else {
-                            "connection_error".into()
-                        },
-                        [None; 3],
-                    ),
+                    Err(e) => (if e.is_timeout() { "timeout".into() } else { "connection_error".into() }, [None; 3]),
                 };
                 let micros = started.elapsed().as_micros().max(1) as u64;
                 if warming {

@@ -17,10 +17,6 @@ use drscreen::pipeline::Screener;
 pub fn start_screener(config: &Config) -> anyhow::Result<Screener> {
     let package = ModelPackage::load(&config.model)?;
     let engine = Engine::start(&package, &config.runtime, config.limits, config.engine)?;
-    let policy = GradingPolicy {
-        thresholds: package.manifest.thresholds,
-        quality: config.quality,
-        recall_months: config.recall_months,
-    };
+    let policy = GradingPolicy { thresholds: package.manifest.thresholds, quality: config.quality, recall_months: config.recall_months };
     Ok(Screener::new(engine, policy))
 }

@@ -13,12 +13,7 @@ use crate::GlobalArgs;
 
 pub fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let config = global.config()?;
-    let store = Store::open(&config.data_dir).with_context(|| {
-        format!(
-            "cannot open the data directory {}",
-            config.data_dir.display()
-        )
-    })?;
+    let store = Store::open(&config.data_dir).with_context(|| format!("cannot open the data directory {}", config.data_dir.display()))?;
     let screener = crate::cli::start_screener(&config)?;
     let model = screener.engine.model();
     tracing::info!(
@@ -31,23 +26,15 @@ pub fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         metrics: Arc::new(Default::default()),
         max_body_bytes: config.limits.max_bytes,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let listener =
+            tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
         // The bound address on stdout lets scripts and tests use port 0.
         println!("drscreen listening on http://{addr}");
         tracing::info!(%addr, data_dir = %config.data_dir.display(), "listening");
-        http::serve(
-            listener,
-            state,
-            Duration::from_secs(config.shutdown_drain_secs),
-        )
-        .await?;
+        http::serve(listener, state, Duration::from_secs(config.shutdown_drain_secs)).await?;
         tracing::info!("stopped cleanly");
         anyhow::Ok(())
     })?;

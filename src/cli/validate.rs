@@ -23,34 +23,21 @@ pub struct ValidateArgs {
 }
 
 pub fn read_labels(path: &Path) -> anyhow::Result<Vec<LabelRow>> {
-    let mut reader =
-        csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
-    reader
-        .deserialize()
-        .enumerate()
-        .map(|(i, r)| r.with_context(|| format!("{} row {}", path.display(), i + 2)))
-        .collect()
+    let mut reader = csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
+    reader.deserialize().enumerate().map(|(i, r)| r.with_context(|| format!("{} row {}", path.display(), i + 2))).collect()
 }
 
 pub fn run(global: &GlobalArgs, args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let config = global.config()?;
     let rows = read_labels(&args.labels)?;
-    anyhow::ensure!(
-        !rows.is_empty(),
-        "{} lists no images",
-        args.labels.display()
-    );
+    anyhow::ensure!(!rows.is_empty(), "{} lists no images", args.labels.display());
     let base = args.labels.parent().unwrap_or(Path::new("."));
     let items: Vec<Item> = rows
         .iter()
         .map(|r| Item {
             path: base.join(&r.path),
             exam_id: r.exam_id.clone().unwrap_or_default(),
-            laterality: r
-                .laterality
-                .as_deref()
-                .and_then(Laterality::parse)
-                .unwrap_or(Laterality::Unspecified),
+            laterality: r.laterality.as_deref().and_then(Laterality::parse).unwrap_or(Laterality::Unspecified),
         })
         .collect();
     let screener = crate::cli::start_screener(&config)?;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use super::{EngineConfig, EngineError, EngineStats, ImageOutputs, Job, Scored, Timings};
+use super::{EngineConfig, EngineError, EngineStats, ImageOutputs, Job, Scored, Timings, Work};
 use crate::model::ModelSession;
 use crate::preprocess::Normaliser;
 
@@ -39,13 +39,7 @@ pub(super) fn spawn(
         .map(|_| ())
 }
 
-fn run(
-    mut session: ModelSession,
-    receiver: Receiver<Job>,
-    normaliser: Normaliser,
-    config: EngineConfig,
-    stats: &EngineStats,
-) {
+fn run(mut session: ModelSession, receiver: Receiver<Job>, normaliser: Normaliser, config: EngineConfig, stats: &EngineStats) {
     let image_len = session.image_len;
     let mut buffer = vec![0.0f32; config.max_batch * image_len];
     let delay = Duration::from_millis(config.max_queue_delay_ms);
@@ -60,17 +54,18 @@ fn run(
             }
         }
         let before = batch.len();
-        batch.retain(|job| !job.reply.is_closed());
-        stats
-            .pruned
-            .fetch_add((before - batch.len()) as u64, Ordering::Relaxed);
+        batch.retain(|job| !job.work.is_abandoned());
+        stats.pruned.fetch_add((before - batch.len()) as u64, Ordering::Relaxed);
         if batch.is_empty() {
             continue;
         }
         let n = batch.len();
         let started = Instant::now();
         for (job, slot) in batch.iter().zip(buffer.chunks_exact_mut(image_len)) {
-            normaliser.fill_chw(&job.prepared.rgb, slot);
+            match &job.work {
+                Work::Prepared(prepared, _) => normaliser.fill_chw(&prepared.rgb, slot),
+                Work::Tensor(chw, _) => slot.copy_from_slice(chw),
+            }
         }
         let result = session.run(&buffer[..n * image_len], n);
         let inference_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -92,7 +87,10 @@ fn run(
                         cam: out.cam[i * cam_len..(i + 1) * cam_len].to_vec(),
                         cam_shape: out.cam_shape,
                     };
-                    let preprocess = job.prepared.preprocess_ms;
+                    let preprocess = match &job.work {
+                        Work::Prepared(p, _) => p.preprocess_ms,
+                        Work::Tensor(..) => 0.0,
+                    };
                     let total = job.submitted.elapsed().as_secs_f64() * 1e3;
                     let timings = Timings {
                         queue: (total - preprocess - inference_ms).max(0.0),
@@ -101,20 +99,20 @@ fn run(
                         total,
                         batch_size: n,
                     };
-                    let Job {
-                        prepared, reply, ..
-                    } = job;
-                    let _ = reply.send(Ok(Scored {
-                        prepared,
-                        outputs,
-                        timings,
-                    }));
+                    match job.work {
+                        Work::Prepared(prepared, reply) => {
+                            let _ = reply.send(Ok(Scored { prepared, outputs, timings }));
+                        }
+                        Work::Tensor(_, reply) => {
+                            let _ = reply.send(Ok((outputs, timings)));
+                        }
+                    }
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, batch = n, "inference failed");
                 for job in batch.drain(..) {
-                    let _ = job.reply.send(Err(EngineError::Inference(e.to_string())));
+                    job.work.fail(EngineError::Inference(e.to_string()));
                 }
             }
         }

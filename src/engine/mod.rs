@@ -19,9 +19,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use crate::model::{
-    ModelError, ModelIdentity, ModelPackage, ModelSession, RuntimeOptions, Thresholds,
-};
+use crate::model::{ModelError, ModelIdentity, ModelPackage, ModelSession, RuntimeOptions, Thresholds};
 use crate::preprocess::{DecodeLimits, Prepared, PreprocessError, Preprocessor};
 
 /// Batching and admission settings (Triton's dynamic batcher, in spirit).
@@ -40,12 +38,7 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        Self {
-            max_batch: 8,
-            max_queue_delay_ms: 5,
-            queue_capacity: 64,
-            preprocess_threads: 0,
-        }
+        Self { max_batch: 8, max_queue_delay_ms: 5, queue_capacity: 64, preprocess_threads: 0 }
     }
 }
 
@@ -131,11 +124,41 @@ pub struct ModelInfo {
     pub warm_up: Duration,
 }
 
+/// The receiving end of a raw-tensor request (KServe v2 tensor clients).
+pub type TensorTicket = oneshot::Receiver<Result<(ImageOutputs, Timings), EngineError>>;
+
+/// What a queued job carries and where its answer goes.
+pub(crate) enum Work {
+    /// A preprocessed image; normalised by the inference thread.
+    Prepared(Prepared, oneshot::Sender<Result<Scored, EngineError>>),
+    /// An already-normalised CHW tensor from a tensor client.
+    Tensor(Vec<f32>, oneshot::Sender<Result<(ImageOutputs, Timings), EngineError>>),
+}
+
+impl Work {
+    pub(crate) fn is_abandoned(&self) -> bool {
+        match self {
+            Self::Prepared(_, r) => r.is_closed(),
+            Self::Tensor(_, r) => r.is_closed(),
+        }
+    }
+
+    pub(crate) fn fail(self, e: EngineError) {
+        match self {
+            Self::Prepared(_, r) => {
+                let _ = r.send(Err(e));
+            }
+            Self::Tensor(_, r) => {
+                let _ = r.send(Err(e));
+            }
+        }
+    }
+}
+
 pub(crate) struct Job {
-    prepared: Prepared,
+    work: Work,
     submitted: Instant,
     queued: Instant,
-    reply: oneshot::Sender<Result<Scored, EngineError>>,
     _admission: Admission,
 }
 
@@ -145,6 +168,12 @@ pub(crate) struct Admission(Arc<EngineStats>);
 impl Drop for Admission {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn enqueue(queue: &crossbeam_channel::Sender<Job>, job: Job) {
+    if let Err(crossbeam_channel::TrySendError::Full(job) | crossbeam_channel::TrySendError::Disconnected(job)) = queue.try_send(job) {
+        job.work.fail(EngineError::ShuttingDown);
     }
 }
 
@@ -168,17 +197,8 @@ struct Inner {
 impl Engine {
     /// Loads the session on a new inference thread, warms it up at every batch size it
     /// will use, and returns once it is ready.
-    pub fn start(
-        package: &ModelPackage,
-        runtime: &RuntimeOptions,
-        limits: DecodeLimits,
-        config: EngineConfig,
-    ) -> Result<Self, ModelError> {
-        let config = EngineConfig {
-            max_batch: config.max_batch.clamp(1, 256),
-            queue_capacity: config.queue_capacity.max(1),
-            ..config
-        };
+    pub fn start(package: &ModelPackage, runtime: &RuntimeOptions, limits: DecodeLimits, config: EngineConfig) -> Result<Self, ModelError> {
+        let config = EngineConfig { max_batch: config.max_batch.clamp(1, 256), queue_capacity: config.queue_capacity.max(1), ..config };
         let mut session = ModelSession::new(package, runtime)?;
         let sizes: Vec<usize> = (1..=config.max_batch).collect();
         let warm_up = session.warm_up(&sizes)?;
@@ -193,9 +213,7 @@ impl Engine {
         };
         let preprocessor = Arc::new(Preprocessor::from_manifest(&model.manifest, limits));
         let threads = if config.preprocess_threads == 0 {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
         } else {
             config.preprocess_threads
         };
@@ -204,33 +222,13 @@ impl Engine {
             .thread_name(|i| format!("drscreen-prep-{i}"))
             .build()
             .map_err(|e| ModelError::Runtime(format!("preprocessing pool: {e}")))?;
-        let stats = Arc::new(EngineStats {
-            batch_size_counts: (0..=config.max_batch).map(|_| AtomicU64::new(0)).collect(),
-            ..Default::default()
-        });
+        let stats =
+            Arc::new(EngineStats { batch_size_counts: (0..=config.max_batch).map(|_| AtomicU64::new(0)).collect(), ..Default::default() });
         let healthy = Arc::new(AtomicBool::new(true));
         let (queue, receiver) = crossbeam_channel::bounded(config.queue_capacity);
-        batcher::spawn(
-            session,
-            receiver,
-            preprocessor.normaliser.clone(),
-            config,
-            stats.clone(),
-            healthy.clone(),
-        )
-        .map_err(|e| ModelError::Runtime(format!("cannot start the inference thread: {e}")))?;
-        Ok(Self {
-            inner: Arc::new(Inner {
-                model,
-                preprocessor,
-                config,
-                pool,
-                queue,
-                stats,
-                healthy,
-                accepting: AtomicBool::new(true),
-            }),
-        })
+        batcher::spawn(session, receiver, preprocessor.normaliser.clone(), config, stats.clone(), healthy.clone())
+            .map_err(|e| ModelError::Runtime(format!("cannot start the inference thread: {e}")))?;
+        Ok(Self { inner: Arc::new(Inner { model, preprocessor, config, pool, queue, stats, healthy, accepting: AtomicBool::new(true) }) })
     }
 
     pub fn model(&self) -> &ModelInfo {
@@ -265,18 +263,12 @@ impl Engine {
     }
 
     fn admit(&self) -> Result<Admission, EngineError> {
-        if !self.inner.accepting.load(Ordering::Acquire)
-            || !self.inner.healthy.load(Ordering::Acquire)
-        {
+        if !self.inner.accepting.load(Ordering::Acquire) || !self.inner.healthy.load(Ordering::Acquire) {
             return Err(EngineError::ShuttingDown);
         }
         let stats = &self.inner.stats;
         let capacity = self.inner.config.queue_capacity;
-        let admitted = stats
-            .in_flight
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < capacity).then_some(n + 1)
-            });
+        let admitted = stats.in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < capacity).then_some(n + 1));
         match admitted {
             Ok(_) => Ok(Admission(stats.clone())),
             Err(n) => {
@@ -301,20 +293,7 @@ impl Engine {
             }
             match preprocessor.prepare(bytes.as_ref()) {
                 Ok(prepared) => {
-                    let job = Job {
-                        prepared,
-                        submitted,
-                        queued: Instant::now(),
-                        reply,
-                        _admission: admission,
-                    };
-                    if let Err(
-                        crossbeam_channel::TrySendError::Full(job)
-                        | crossbeam_channel::TrySendError::Disconnected(job),
-                    ) = queue.try_send(job)
-                    {
-                        let _ = job.reply.send(Err(EngineError::ShuttingDown));
-                    }
+                    enqueue(&queue, Job { work: Work::Prepared(prepared, reply), submitted, queued: Instant::now(), _admission: admission })
                 }
                 Err(e) => {
                     let _ = reply.send(Err(e.into()));
@@ -324,14 +303,23 @@ impl Engine {
         Ok(ticket)
     }
 
+    /// Admits an already-normalised CHW tensor of the model's input size (tensor clients
+    /// that do their own preprocessing); it joins the same batches as images.
+    pub fn submit_tensor(&self, chw: Vec<f32>) -> Result<TensorTicket, EngineError> {
+        let expected = 3 * self.inner.preprocessor.input_size as usize * self.inner.preprocessor.input_size as usize;
+        if chw.len() != expected {
+            return Err(EngineError::Inference(format!("tensor has {} values, expected {expected}", chw.len())));
+        }
+        let admission = self.admit()?;
+        let (reply, ticket) = oneshot::channel();
+        let now = Instant::now();
+        enqueue(&self.inner.queue, Job { work: Work::Tensor(chw, reply), submitted: now, queued: now, _admission: admission });
+        Ok(ticket)
+    }
+
     /// Submits and waits, for synchronous callers (CLI, tests, benchmarks).
-    pub fn score_blocking(
-        &self,
-        bytes: impl AsRef<[u8]> + Send + 'static,
-    ) -> Result<Scored, EngineError> {
+    pub fn score_blocking(&self, bytes: impl AsRef<[u8]> + Send + 'static) -> Result<Scored, EngineError> {
         let ticket = self.submit(bytes)?;
-        ticket
-            .blocking_recv()
-            .map_err(|_| EngineError::ShuttingDown)?
+        ticket.blocking_recv().map_err(|_| EngineError::ShuttingDown)?
     }
 }

@@ -14,9 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{
-    DmeFinding, DrFinding, ExamResult, EyeResult, ImageDecision, ImageFinding, Laterality, Quality,
-};
+use super::{DmeFinding, DrFinding, ExamResult, EyeResult, ImageDecision, ImageFinding, Laterality, Quality};
 use crate::engine::Scored;
 use crate::model::{ModelIdentity, Thresholds};
 use crate::preprocess::QualityLimits;
@@ -52,14 +50,7 @@ impl ExamOutcome {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [
-            Self::UrgentReferral,
-            Self::Referral,
-            Self::Rescreen,
-            Self::Ungradable,
-        ]
-        .into_iter()
-        .find(|o| o.as_str() == text)
+        [Self::UrgentReferral, Self::Referral, Self::Rescreen, Self::Ungradable].into_iter().find(|o| o.as_str() == text)
     }
 }
 
@@ -113,21 +104,10 @@ pub fn softmax(logits: &[f32; 5]) -> [f32; 5] {
 /// Grade rule `threshold-then-argmax-v1`.
 pub fn icdr_grade(probabilities: &[f32; 5], referable_dr_threshold: f32) -> u8 {
     let argmax = |range: std::ops::Range<usize>| {
-        range
-            .clone()
-            .max_by(|&a, &b| {
-                probabilities[a]
-                    .total_cmp(&probabilities[b])
-                    .then(b.cmp(&a))
-            })
-            .unwrap_or(range.start) as u8
+        range.clone().max_by(|&a, &b| probabilities[a].total_cmp(&probabilities[b]).then(b.cmp(&a))).unwrap_or(range.start) as u8
     };
     let p_referable: f32 = probabilities[2..].iter().sum();
-    if p_referable >= referable_dr_threshold {
-        argmax(2..5)
-    } else {
-        argmax(0..2)
-    }
+    if p_referable >= referable_dr_threshold { argmax(2..5) } else { argmax(0..2) }
 }
 
 /// Grades one scored image.
@@ -142,11 +122,7 @@ pub fn grade_image(
     let out = &scored.outputs;
     let measures = scored.prepared.quality;
     let gradable_probability = sigmoid(out.gradable_logit);
-    let mut reasons: Vec<String> = measures
-        .failures(&policy.quality)
-        .into_iter()
-        .map(String::from)
-        .collect();
+    let mut reasons: Vec<String> = measures.failures(&policy.quality).into_iter().map(String::from).collect();
     if !scored.prepared.fov.found {
         reasons.push(REASON_NO_FIELD.into());
     }
@@ -167,21 +143,9 @@ pub fn grade_image(
         let p_ref_dr: f32 = probabilities[2..].iter().sum();
         let referable = grade >= 2 || dme_present;
         (
-            Some(DrFinding {
-                grade,
-                label: ICDR_LABELS[grade as usize].into(),
-                probabilities,
-                referable_probability: p_ref_dr.max(p_dme),
-            }),
-            Some(DmeFinding {
-                present: dme_present,
-                probability: p_dme,
-            }),
-            if referable {
-                ImageDecision::Referable
-            } else {
-                ImageDecision::NotReferable
-            },
+            Some(DrFinding { grade, label: ICDR_LABELS[grade as usize].into(), probabilities, referable_probability: p_ref_dr.max(p_dme) }),
+            Some(DmeFinding { present: dme_present, probability: p_dme }),
+            if referable { ImageDecision::Referable } else { ImageDecision::NotReferable },
         )
     } else {
         (None, None, ImageDecision::Ungradable)
@@ -189,12 +153,7 @@ pub fn grade_image(
     ImageFinding {
         source,
         laterality,
-        quality: Quality {
-            gradable,
-            score: gradable_probability,
-            reasons,
-            measures,
-        },
+        quality: Quality { gradable, score: gradable_probability, reasons, measures },
         dr,
         dme,
         decision,
@@ -207,23 +166,12 @@ pub fn grade_image(
 
 /// Per eye: the worst gradable image decides the grade; DME if any gradable image shows it.
 pub fn grade_eye(laterality: Laterality, images: &[(usize, &ImageFinding)]) -> EyeResult {
-    let gradable: Vec<&ImageFinding> = images
-        .iter()
-        .map(|(_, f)| *f)
-        .filter(|f| f.quality.gradable)
-        .collect();
+    let gradable: Vec<&ImageFinding> = images.iter().map(|(_, f)| *f).filter(|f| f.quality.gradable).collect();
     EyeResult {
         laterality,
         gradable: !gradable.is_empty(),
-        grade: gradable
-            .iter()
-            .filter_map(|f| f.dr.as_ref().map(|d| d.grade))
-            .max(),
-        dme: (!gradable.is_empty()).then(|| {
-            gradable
-                .iter()
-                .any(|f| f.dme.as_ref().is_some_and(|d| d.present))
-        }),
+        grade: gradable.iter().filter_map(|f| f.dr.as_ref().map(|d| d.grade)).max(),
+        dme: (!gradable.is_empty()).then(|| gradable.iter().any(|f| f.dme.as_ref().is_some_and(|d| d.present))),
         images: images.iter().map(|(i, _)| *i).collect(),
     }
 }
@@ -231,9 +179,7 @@ pub fn grade_eye(laterality: Laterality, images: &[(usize, &ImageFinding)]) -> E
 /// Applies `OUTCOME_TABLE` to the eyes.
 pub fn exam_outcome(eyes: &[EyeResult]) -> (ExamOutcome, &'static str) {
     let urgent = eyes.iter().any(|e| e.grade.is_some_and(|g| g >= 3));
-    let referral = eyes
-        .iter()
-        .any(|e| e.grade == Some(2) || e.dme == Some(true));
+    let referral = eyes.iter().any(|e| e.grade == Some(2) || e.dme == Some(true));
     let ungradable = eyes.is_empty() || eyes.iter().any(|e| !e.gradable);
     let row = if urgent {
         0
@@ -248,22 +194,14 @@ pub fn exam_outcome(eyes: &[EyeResult]) -> (ExamOutcome, &'static str) {
 }
 
 /// Aggregates image findings into an exam result.
-pub fn grade_exam(
-    images: Vec<ImageFinding>,
-    policy: &GradingPolicy,
-    model: &ModelIdentity,
-) -> ExamResult {
+pub fn grade_exam(images: Vec<ImageFinding>, policy: &GradingPolicy, model: &ModelIdentity) -> ExamResult {
     let mut lateralities: Vec<Laterality> = images.iter().map(|f| f.laterality).collect();
     lateralities.sort();
     lateralities.dedup();
     let eyes: Vec<EyeResult> = lateralities
         .into_iter()
         .map(|lat| {
-            let of_eye: Vec<(usize, &ImageFinding)> = images
-                .iter()
-                .enumerate()
-                .filter(|(_, f)| f.laterality == lat)
-                .collect();
+            let of_eye: Vec<(usize, &ImageFinding)> = images.iter().enumerate().filter(|(_, f)| f.laterality == lat).collect();
             grade_eye(lat, &of_eye)
         })
         .collect();
@@ -284,60 +222,24 @@ mod tests {
     use super::*;
 
     fn eye(gradable: bool, grade: Option<u8>, dme: Option<bool>) -> EyeResult {
-        EyeResult {
-            laterality: Laterality::Right,
-            gradable,
-            grade,
-            dme,
-            images: vec![],
-        }
+        EyeResult { laterality: Laterality::Right, gradable, grade, dme, images: vec![] }
     }
 
     #[test]
     fn outcome_table_row_by_row() {
         // Row 0: grade 3 or 4 anywhere -> urgent, even if the other eye is ungradable.
         for g in [3, 4] {
-            assert_eq!(
-                exam_outcome(&[eye(true, Some(g), Some(false)), eye(false, None, None)]).0,
-                ExamOutcome::UrgentReferral
-            );
+            assert_eq!(exam_outcome(&[eye(true, Some(g), Some(false)), eye(false, None, None)]).0, ExamOutcome::UrgentReferral);
         }
         // Row 1: grade 2, or DME with a low grade.
-        assert_eq!(
-            exam_outcome(&[
-                eye(true, Some(2), Some(false)),
-                eye(true, Some(0), Some(false))
-            ])
-            .0,
-            ExamOutcome::Referral
-        );
-        assert_eq!(
-            exam_outcome(&[
-                eye(true, Some(1), Some(true)),
-                eye(true, Some(0), Some(false))
-            ])
-            .0,
-            ExamOutcome::Referral
-        );
-        assert_eq!(
-            exam_outcome(&[eye(true, Some(0), Some(true)), eye(false, None, None)]).0,
-            ExamOutcome::Referral
-        );
+        assert_eq!(exam_outcome(&[eye(true, Some(2), Some(false)), eye(true, Some(0), Some(false))]).0, ExamOutcome::Referral);
+        assert_eq!(exam_outcome(&[eye(true, Some(1), Some(true)), eye(true, Some(0), Some(false))]).0, ExamOutcome::Referral);
+        assert_eq!(exam_outcome(&[eye(true, Some(0), Some(true)), eye(false, None, None)]).0, ExamOutcome::Referral);
         // Row 2: an ungradable eye and nothing referable elsewhere.
-        assert_eq!(
-            exam_outcome(&[eye(true, Some(1), Some(false)), eye(false, None, None)]).0,
-            ExamOutcome::Ungradable
-        );
+        assert_eq!(exam_outcome(&[eye(true, Some(1), Some(false)), eye(false, None, None)]).0, ExamOutcome::Ungradable);
         assert_eq!(exam_outcome(&[]).0, ExamOutcome::Ungradable);
         // Row 3: all gradable, 0-1, no DME.
-        assert_eq!(
-            exam_outcome(&[
-                eye(true, Some(1), Some(false)),
-                eye(true, Some(0), Some(false))
-            ])
-            .0,
-            ExamOutcome::Rescreen
-        );
+        assert_eq!(exam_outcome(&[eye(true, Some(1), Some(false)), eye(true, Some(0), Some(false))]).0, ExamOutcome::Rescreen);
     }
 
     #[test]
@@ -374,23 +276,11 @@ mod tests {
                 probabilities: [0.2; 5],
                 referable_probability: 0.1,
             }),
-            dme: gradable.then_some(DmeFinding {
-                present: dme,
-                probability: 0.1,
-            }),
+            dme: gradable.then_some(DmeFinding { present: dme, probability: 0.1 }),
             decision: ImageDecision::NotReferable,
-            model: ModelIdentity {
-                name: "m".into(),
-                version: "1".into(),
-                sha256: "0".into(),
-            },
+            model: ModelIdentity { name: "m".into(), version: "1".into(), sha256: "0".into() },
             timings_ms: Default::default(),
-            image: crate::preprocess::SourceInfo {
-                format: crate::preprocess::Format::Jpeg,
-                width: 1,
-                height: 1,
-                scale_denominator: 1,
-            },
+            image: crate::preprocess::SourceInfo { format: crate::preprocess::Format::Jpeg, width: 1, height: 1, scale_denominator: 1 },
             recipe: String::new(),
         };
         let a = mk(true, 1, false);

@@ -17,11 +17,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-        }
+        Self { status, code, message: message.into() }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -29,19 +25,11 @@ impl ApiError {
     }
 
     pub fn not_found(what: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("{what} not found"),
-        )
+        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
     }
 
     pub fn busy() -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "queue_full",
-            "the inference queue is full; retry shortly",
-        )
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "queue_full", "the inference queue is full; retry shortly")
     }
 }
 
@@ -49,13 +37,9 @@ fn engine_status(e: &EngineError) -> StatusCode {
     match e {
         EngineError::QueueFull(_) | EngineError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         EngineError::Preprocess(p) => match p {
-            PreprocessError::TooManyBytes { .. } | PreprocessError::TooManyPixels { .. } => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
+            PreprocessError::TooManyBytes { .. } | PreprocessError::TooManyPixels { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             PreprocessError::UnsupportedFormat => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            PreprocessError::Empty | PreprocessError::Corrupt(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            PreprocessError::Empty | PreprocessError::Corrupt(_) => StatusCode::UNPROCESSABLE_ENTITY,
         },
         EngineError::Inference(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -70,11 +54,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Invalid(_) => Self::bad_request("invalid_request", e.to_string()),
             ServiceError::Store(_) | ServiceError::Join(_) => {
                 tracing::error!(error = %e, "storage failure");
-                Self::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "storage_error",
-                    "the result could not be stored; it was not acknowledged",
-                )
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "storage_error", "the result could not be stored; it was not acknowledged")
             }
         }
     }
@@ -91,9 +71,7 @@ impl IntoResponse for ApiError {
         let body = serde_json::json!({ "error": self.message, "code": self.code });
         let mut response = (self.status, axum::Json(body)).into_response();
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }
@@ -102,11 +80,7 @@ impl IntoResponse for ApiError {
 /// Maps axum body-extraction rejections (size limit, bad multipart) to JSON errors.
 pub fn from_rejection(status: StatusCode, text: String) -> ApiError {
     if status == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(
-            status,
-            "payload_too_large",
-            "the request body is larger than the configured limit",
-        )
+        ApiError::new(status, "payload_too_large", "the request body is larger than the configured limit")
     } else {
         ApiError::new(status, "bad_body", text)
     }

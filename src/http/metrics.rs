@@ -14,9 +14,7 @@ use axum::response::Response;
 use super::AppState;
 use crate::engine::{Engine, Timings};
 
-const LATENCY_BUCKETS_MS: [f64; 14] = [
-    1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
-];
+const LATENCY_BUCKETS_MS: [f64; 14] = [1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0];
 
 struct Histogram {
     counts: [AtomicU64; LATENCY_BUCKETS_MS.len()],
@@ -26,11 +24,7 @@ struct Histogram {
 
 impl Histogram {
     fn new() -> Self {
-        Self {
-            counts: std::array::from_fn(|_| AtomicU64::new(0)),
-            sum_micros: AtomicU64::new(0),
-            count: AtomicU64::new(0),
-        }
+        Self { counts: std::array::from_fn(|_| AtomicU64::new(0)), sum_micros: AtomicU64::new(0), count: AtomicU64::new(0) }
     }
 
     fn observe(&self, ms: f64) {
@@ -39,28 +33,18 @@ impl Histogram {
                 count.fetch_add(1, Ordering::Relaxed);
             }
         }
-        self.sum_micros
-            .fetch_add((ms * 1000.0) as u64, Ordering::Relaxed);
+        self.sum_micros.fetch_add((ms * 1000.0) as u64, Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
     fn render(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
         for (bound, count) in LATENCY_BUCKETS_MS.iter().zip(&self.counts) {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{le=\"{}\"}} {}",
-                bound / 1000.0,
-                count.load(Ordering::Relaxed)
-            );
+            let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {}", bound / 1000.0, count.load(Ordering::Relaxed));
         }
         let n = self.count.load(Ordering::Relaxed);
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {n}");
-        let _ = writeln!(
-            out,
-            "{name}_sum {}",
-            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
-        );
+        let _ = writeln!(out, "{name}_sum {}", self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6);
         let _ = writeln!(out, "{name}_count {n}");
     }
 }
@@ -116,13 +100,12 @@ impl Metrics {
     /// The exposition text.
     pub fn render(&self, engine: &Engine) -> String {
         let mut out = String::new();
-        out.push_str("# HELP drscreen_http_requests_total HTTP requests by route and status.\n# TYPE drscreen_http_requests_total counter\n");
+        out.push_str(
+            "# HELP drscreen_http_requests_total HTTP requests by route and status.\n# TYPE drscreen_http_requests_total counter\n",
+        );
         if let Ok(m) = self.requests.lock() {
             for ((route, status), n) in m.iter() {
-                let _ = writeln!(
-                    out,
-                    "drscreen_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
-                );
+                let _ = writeln!(out, "drscreen_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
             }
         }
         let stats = engine.stats();
@@ -142,39 +125,20 @@ impl Metrics {
             let c = count.load(Ordering::Relaxed);
             cumulative += c;
             sum += c * size as u64;
-            let _ = writeln!(
-                out,
-                "drscreen_batch_size_bucket{{le=\"{size}\"}} {cumulative}"
-            );
+            let _ = writeln!(out, "drscreen_batch_size_bucket{{le=\"{size}\"}} {cumulative}");
         }
         let _ = writeln!(
             out,
             "drscreen_batch_size_bucket{{le=\"+Inf\"}} {cumulative}\ndrscreen_batch_size_sum {sum}\ndrscreen_batch_size_count {cumulative}"
         );
-        self.queue.render(
-            &mut out,
-            "drscreen_queue_seconds",
-            "Time waiting for a worker and a batch.",
-        );
-        self.preprocess.render(
-            &mut out,
-            "drscreen_preprocess_seconds",
-            "Decode, crop, resize and quality measures.",
-        );
-        self.inference.render(
-            &mut out,
-            "drscreen_inference_seconds",
-            "Model run of the image's batch.",
-        );
-        self.total
-            .render(&mut out, "drscreen_total_seconds", "Admission to answer.");
+        self.queue.render(&mut out, "drscreen_queue_seconds", "Time waiting for a worker and a batch.");
+        self.preprocess.render(&mut out, "drscreen_preprocess_seconds", "Decode, crop, resize and quality measures.");
+        self.inference.render(&mut out, "drscreen_inference_seconds", "Model run of the image's batch.");
+        self.total.render(&mut out, "drscreen_total_seconds", "Admission to answer.");
         out.push_str("# HELP drscreen_exam_outcomes_total Stored exams by outcome.\n# TYPE drscreen_exam_outcomes_total counter\n");
         if let Ok(m) = self.outcomes.lock() {
             for (outcome, n) in m.iter() {
-                let _ = writeln!(
-                    out,
-                    "drscreen_exam_outcomes_total{{outcome=\"{outcome}\"}} {n}"
-                );
+                let _ = writeln!(out, "drscreen_exam_outcomes_total{{outcome=\"{outcome}\"}} {n}");
             }
         }
         let _ = writeln!(
@@ -188,14 +152,8 @@ impl Metrics {
 
 /// Middleware counting every response by matched route and status.
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
+    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
     let response = next.run(request).await;
-    state
-        .metrics
-        .observe_request(route, response.status().as_u16());
+    state.metrics.observe_request(route, response.status().as_u16());
     response
 }

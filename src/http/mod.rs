@@ -33,15 +33,9 @@ pub struct AppState {
 
 /// The full router.
 pub fn router(state: AppState) -> axum::Router {
-    let body_limit = state
-        .max_body_bytes
-        .saturating_mul(4)
-        .saturating_add(64 * 1024);
+    let body_limit = state.max_body_bytes.saturating_mul(4).saturating_add(64 * 1024);
     axum::Router::new()
-        .route(
-            "/healthz",
-            get(|| async { Json(serde_json::json!({"status": "live"})) }),
-        )
+        .route("/healthz", get(|| async { Json(serde_json::json!({"status": "live"})) }))
         .route("/readyz", get(readyz))
         .route("/info", get(info))
         .route("/metrics", get(metrics_text))
@@ -54,10 +48,7 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/v1/images/{id}/heatmap.png", get(v1::heatmap))
         .fallback(|| async { error::ApiError::not_found("route") })
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            metrics::track,
-        ))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .with_state(state)
 }
 
@@ -65,7 +56,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
     if state.service.screener.engine.is_ready() {
         Json(serde_json::json!({"status": "ready"})).into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"status": "not_ready", "code": "not_ready", "error": "the inference engine is not ready"}))).into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "not_ready", "code": "not_ready", "error": "the inference engine is not ready"})),
+        )
+            .into_response()
     }
 }
 
@@ -88,13 +83,7 @@ async fn info(State(state): State<AppState>, _caller: Caller) -> Response {
 }
 
 async fn metrics_text(State(state): State<AppState>, _caller: Caller) -> Response {
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
-        state.metrics.render(&state.service.screener.engine),
-    )
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(&state.service.screener.engine))
         .into_response()
 }
 
@@ -119,11 +108,7 @@ pub async fn shutdown_signal() {
 
 /// Serves until a shutdown signal, then drains: the listener closes, admitted work
 /// finishes (bounded by `drain`), and the store is dropped (SQLite checkpoints on close).
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    state: AppState,
-    drain: Duration,
-) -> std::io::Result<()> {
+pub async fn serve(listener: tokio::net::TcpListener, state: AppState, drain: Duration) -> std::io::Result<()> {
     let engine = state.service.screener.engine.clone();
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let signal_engine = engine.clone();

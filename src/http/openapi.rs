@@ -62,9 +62,7 @@ pub async fn spec() -> Json<serde_json::Value> {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 pub async fn docs() -> Html<String> {
@@ -73,10 +71,7 @@ pub async fn docs() -> Html<String> {
     if let Some(paths) = doc["paths"].as_object() {
         for (path, ops) in paths {
             for (method, op) in ops.as_object().into_iter().flatten() {
-                let codes: Vec<String> = op["responses"]
-                    .as_object()
-                    .map(|r| r.keys().cloned().collect())
-                    .unwrap_or_default();
+                let codes: Vec<String> = op["responses"].as_object().map(|r| r.keys().cloned().collect()).unwrap_or_default();
                 rows.push_str(&format!(
                     "<tr><td><code>{}</code></td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>\n",
                     method.to_uppercase(),

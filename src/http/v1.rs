@@ -35,12 +35,8 @@ fn timing_headers(headers: &mut HeaderMap, t: &Timings) {
 fn parse_laterality(text: Option<&str>) -> Result<Laterality, ApiError> {
     match text {
         None => Ok(Laterality::Unspecified),
-        Some(t) => Laterality::parse(t).ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_laterality",
-                format!("unknown laterality '{t}' (use left or right)"),
-            )
-        }),
+        Some(t) => Laterality::parse(t)
+            .ok_or_else(|| ApiError::bad_request("invalid_laterality", format!("unknown laterality '{t}' (use left or right)"))),
     }
 }
 
@@ -53,13 +49,7 @@ fn media_type(headers: &HeaderMap) -> String {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_ascii_lowercase()
-        })
+        .map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
         .unwrap_or_default()
 }
 
@@ -77,28 +67,22 @@ pub async fn grade(
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
-            format!(
-                "Content-Type '{media}' is not accepted; send image/jpeg, image/png or image/tiff"
-            ),
+            format!("Content-Type '{media}' is not accepted; send image/jpeg, image/png or image/tiff"),
         ));
     }
     // Refuse before reading the body: an overloaded server answers in microseconds.
     if state.service.saturated() {
         return Err(ApiError::busy());
     }
-    let body = axum::body::to_bytes(request.into_body(), state.max_body_bytes)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("the image is larger than {} bytes", state.max_body_bytes),
-            )
-        })?;
+    let body = axum::body::to_bytes(request.into_body(), state.max_body_bytes).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the image is larger than {} bytes", state.max_body_bytes),
+        )
+    })?;
     let (finding, scored) = state.service.grade(body, laterality).await?;
-    state
-        .metrics
-        .observe_image(&scored.timings, finding.quality.gradable);
+    state.metrics.observe_image(&scored.timings, finding.quality.gradable);
     let mut response = Json(&finding).into_response();
     timing_headers(response.headers_mut(), &scored.timings);
     Ok(response)
@@ -117,58 +101,32 @@ pub async fn create_exam(
     let mut multipart = multipart.map_err(|e| from_rejection(e.status(), e.body_text()))?;
     let mut images = Vec::new();
     let mut metadata = ExamMetadata::default();
-    while let Some(field) = multipart
-        .next_field()
-        .await
-        .map_err(|e| from_rejection(e.status(), e.body_text()))?
-    {
+    while let Some(field) = multipart.next_field().await.map_err(|e| from_rejection(e.status(), e.body_text()))? {
         let name = field.name().unwrap_or_default().to_string();
-        let content_type = field
-            .content_type()
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        let data = field
-            .bytes()
-            .await
-            .map_err(|e| from_rejection(e.status(), e.body_text()))?;
+        let content_type = field.content_type().unwrap_or_default().to_ascii_lowercase();
+        let data = field.bytes().await.map_err(|e| from_rejection(e.status(), e.body_text()))?;
         match name.as_str() {
             "metadata" => {
-                metadata = serde_json::from_slice(&data).map_err(|e| {
-                    ApiError::bad_request("invalid_metadata", format!("metadata part: {e}"))
-                })?;
+                metadata =
+                    serde_json::from_slice(&data).map_err(|e| ApiError::bad_request("invalid_metadata", format!("metadata part: {e}")))?;
             }
             "left" | "right" => images.push(IncomingImage {
                 bytes: data,
-                media_type: if content_type.is_empty() {
-                    "application/octet-stream".into()
-                } else {
-                    content_type
-                },
+                media_type: if content_type.is_empty() { "application/octet-stream".into() } else { content_type },
                 laterality: parse_laterality(Some(&name))?,
                 view: None,
             }),
             other => {
-                return Err(ApiError::bad_request(
-                    "unknown_part",
-                    format!("unknown part '{other}': use left, right or metadata"),
-                ));
+                return Err(ApiError::bad_request("unknown_part", format!("unknown part '{other}': use left, right or metadata")));
             }
         }
     }
     if images.is_empty() {
-        return Err(ApiError::bad_request(
-            "no_images",
-            "send at least one image part named left or right",
-        ));
+        return Err(ApiError::bad_request("no_images", "send at least one image part named left or right"));
     }
-    let (stored, result) = state
-        .service
-        .submit_exam(&caller.0.id, images, metadata)
-        .await?;
+    let (stored, result) = state.service.submit_exam(&caller.0.id, images, metadata).await?;
     for image in &result.images {
-        state
-            .metrics
-            .observe_image(&image.timings_ms, image.quality.gradable);
+        state.metrics.observe_image(&image.timings_ms, image.quality.gradable);
     }
     state.metrics.observe_outcome(result.outcome.as_str());
     tracing::info!(exam = %stored.id, outcome = result.outcome.as_str(), images = result.images.len(), "exam stored");
@@ -183,17 +141,11 @@ pub async fn create_exam(
 }
 
 /// `GET /v1/exams/{id}`.
-pub async fn get_exam(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+pub async fn get_exam(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
     let store = state.service.store.clone();
     let exam = tokio::task::spawn_blocking(move || store.get_exam(&id))
         .await
-        .map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-        })??;
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
     match exam {
         Some(e) if caller.may_read(&e.submitted_by) => Ok(Json(e).into_response()),
         _ => Err(ApiError::not_found("exam")),
@@ -210,18 +162,11 @@ pub struct ListQuery {
 }
 
 /// `GET /v1/exams?outcome=&reviewed=&since=&limit=&offset=`.
-pub async fn list_exams(
-    State(state): State<AppState>,
-    caller: Caller,
-    Query(q): Query<ListQuery>,
-) -> Result<Response, ApiError> {
+pub async fn list_exams(State(state): State<AppState>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Response, ApiError> {
     if let Some(o) = &q.outcome
         && crate::grading::ExamOutcome::parse(o).is_none()
     {
-        return Err(ApiError::bad_request(
-            "invalid_outcome",
-            format!("unknown outcome '{o}'"),
-        ));
+        return Err(ApiError::bad_request("invalid_outcome", format!("unknown outcome '{o}'")));
     }
     let filter = ExamFilter {
         outcome: q.outcome,
@@ -234,59 +179,32 @@ pub async fn list_exams(
     let store = state.service.store.clone();
     let exams = tokio::task::spawn_blocking(move || store.list_exams(&filter))
         .await
-        .map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-        })??;
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
     Ok(Json(serde_json::json!({ "exams": exams, "count": exams.len(), "offset": q.offset.unwrap_or(0) })).into_response())
 }
 
-async fn readable_image(
-    state: &AppState,
-    caller: &Caller,
-    id: String,
-) -> Result<crate::store::StoredImage, ApiError> {
+async fn readable_image(state: &AppState, caller: &Caller, id: String) -> Result<crate::store::StoredImage, ApiError> {
     let store = state.service.store.clone();
     let image = tokio::task::spawn_blocking(move || store.get_image(&id))
         .await
-        .map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-        })??;
-    image
-        .filter(|i| caller.may_read(&i.submitted_by))
-        .ok_or_else(|| ApiError::not_found("image"))
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+    image.filter(|i| caller.may_read(&i.submitted_by)).ok_or_else(|| ApiError::not_found("image"))
 }
 
 /// `GET /v1/images/{id}`: the original bytes.
-pub async fn get_image(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+pub async fn get_image(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
     let image = readable_image(&state, &caller, id).await?;
     let store = state.service.store.clone();
     let sha = image.sha256.clone();
     let bytes = tokio::task::spawn_blocking(move || store.read_blob(&sha))
         .await
-        .map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-        })??;
-    Ok((
-        [(header::CONTENT_TYPE, image.media_type)],
-        Bytes::from(bytes),
-    )
-        .into_response())
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+    Ok(([(header::CONTENT_TYPE, image.media_type)], Bytes::from(bytes)).into_response())
 }
 
 /// `GET /v1/images/{id}/heatmap.png`.
-pub async fn heatmap(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+pub async fn heatmap(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
     let image = readable_image(&state, &caller, id).await?;
-    let png = state
-        .service
-        .heatmap_png(image.sha256, image.cam, image.cam_shape)
-        .await?;
+    let png = state.service.heatmap_png(image.sha256, image.cam, image.cam_shape).await?;
     Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response())
 }

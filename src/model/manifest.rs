@@ -115,35 +115,17 @@ impl ModelPackage {
     /// Reads the manifest and the ONNX file, verifying size and sha256.
     pub fn load(dir: &Path) -> Result<Self, ModelError> {
         let manifest_path = dir.join("manifest.toml");
-        let text = std::fs::read_to_string(&manifest_path).map_err(|source| ModelError::Io {
-            path: manifest_path.clone(),
-            source,
-        })?;
-        let manifest: Manifest = toml::from_str(&text).map_err(|e| ModelError::Manifest {
-            path: manifest_path.clone(),
-            reason: e.to_string(),
-        })?;
+        let text = std::fs::read_to_string(&manifest_path).map_err(|source| ModelError::Io { path: manifest_path.clone(), source })?;
+        let manifest: Manifest =
+            toml::from_str(&text).map_err(|e| ModelError::Manifest { path: manifest_path.clone(), reason: e.to_string() })?;
         manifest.check(&manifest_path)?;
         let onnx_path = dir.join(&manifest.file.path);
-        let onnx = std::fs::read(&onnx_path).map_err(|source| ModelError::Io {
-            path: onnx_path.clone(),
-            source,
-        })?;
+        let onnx = std::fs::read(&onnx_path).map_err(|source| ModelError::Io { path: onnx_path.clone(), source })?;
         let actual = hex::encode(sha2::Sha256::digest(&onnx));
-        if !actual.eq_ignore_ascii_case(&manifest.file.sha256)
-            || onnx.len() as u64 != manifest.file.bytes
-        {
-            return Err(ModelError::Integrity {
-                path: onnx_path,
-                expected: manifest.file.sha256.clone(),
-                actual,
-            });
+        if !actual.eq_ignore_ascii_case(&manifest.file.sha256) || onnx.len() as u64 != manifest.file.bytes {
+            return Err(ModelError::Integrity { path: onnx_path, expected: manifest.file.sha256.clone(), actual });
         }
-        Ok(Self {
-            dir: dir.to_path_buf(),
-            manifest,
-            onnx: std::sync::Arc::new(onnx),
-        })
+        Ok(Self { dir: dir.to_path_buf(), manifest, onnx: std::sync::Arc::new(onnx) })
     }
 
     pub fn identity(&self) -> ModelIdentity {
@@ -158,15 +140,9 @@ impl ModelPackage {
 impl Manifest {
     /// Checks everything that can be checked without the ONNX session.
     fn check(&self, path: &Path) -> Result<(), ModelError> {
-        let bad = |reason: String| ModelError::Manifest {
-            path: path.to_path_buf(),
-            reason,
-        };
+        let bad = |reason: String| ModelError::Manifest { path: path.to_path_buf(), reason };
         if self.schema_version != SUPPORTED_SCHEMA {
-            return Err(bad(format!(
-                "schema_version {} is not supported (this build reads {SUPPORTED_SCHEMA})",
-                self.schema_version
-            )));
+            return Err(bad(format!("schema_version {} is not supported (this build reads {SUPPORTED_SCHEMA})", self.schema_version)));
         }
         if !SUPPORTED_RECIPES.contains(&self.input.recipe.as_str()) {
             return Err(bad(format!(
@@ -176,20 +152,14 @@ impl Manifest {
             )));
         }
         if !SUPPORTED_GRADE_RULES.contains(&self.grading.grade_rule.as_str()) {
-            return Err(bad(format!(
-                "grade_rule '{}' is not implemented",
-                self.grading.grade_rule
-            )));
+            return Err(bad(format!("grade_rule '{}' is not implemented", self.grading.grade_rule)));
         }
         let i = &self.input;
         if i.dtype != "float32" || i.layout != "NCHW" || i.color_order != "RGB" {
             return Err(bad("input must be float32 NCHW RGB".into()));
         }
         if i.height == 0 || i.width == 0 || i.height > 4096 || i.width > 4096 {
-            return Err(bad(format!(
-                "input size {}x{} is out of range",
-                i.width, i.height
-            )));
+            return Err(bad(format!("input size {}x{} is out of range", i.width, i.height)));
         }
         if i.std.iter().any(|s| *s <= 0.0) || i.scale <= 0.0 {
             return Err(bad("input std and scale must be positive".into()));
@@ -200,18 +170,12 @@ impl Manifest {
             }
         }
         let t = &self.thresholds;
-        for (n, v) in [
-            ("referable_dr", t.referable_dr),
-            ("dme", t.dme),
-            ("gradable", t.gradable),
-        ] {
+        for (n, v) in [("referable_dr", t.referable_dr), ("dme", t.dme), ("gradable", t.gradable)] {
             if !(0.0..=1.0).contains(&v) {
                 return Err(bad(format!("threshold {n} = {v} is not a probability")));
             }
         }
-        if !(self.file.sha256.len() == 64
-            && self.file.sha256.chars().all(|c| c.is_ascii_hexdigit()))
-        {
+        if !(self.file.sha256.len() == 64 && self.file.sha256.chars().all(|c| c.is_ascii_hexdigit())) {
             return Err(bad("file.sha256 must be 64 hex digits".into()));
         }
         Ok(())

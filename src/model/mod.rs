@@ -16,21 +16,14 @@ pub use session::{ModelSession, RawOutputs};
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     #[error("cannot read {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("invalid model manifest {path}: {reason}")]
     Manifest { path: PathBuf, reason: String },
     #[error(
         "model integrity check failed for {path}: manifest says sha256 {expected}, file has {actual}; \
          the package was modified or corrupted: restore it from the release"
     )]
-    Integrity {
-        path: PathBuf,
-        expected: String,
-        actual: String,
-    },
+    Integrity { path: PathBuf, expected: String, actual: String },
     #[error("{0}")]
     Runtime(String),
     #[error("model does not match its manifest: {0}")]

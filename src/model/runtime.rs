@@ -48,11 +48,7 @@ pub struct RuntimeOptions {
 
 impl Default for RuntimeOptions {
     fn default() -> Self {
-        Self {
-            dylib: None,
-            provider: ExecutionProvider::Cpu,
-            intra_threads: 1,
-        }
+        Self { dylib: None, provider: ExecutionProvider::Cpu, intra_threads: 1 }
     }
 }
 
@@ -75,9 +71,7 @@ pub fn pinned_version() -> &'static str {
 }
 
 /// Loads ONNX Runtime once per process and returns its environment.
-pub fn environment(
-    options: &RuntimeOptions,
-) -> Result<&'static ort::environment::Environment, ModelError> {
+pub fn environment(options: &RuntimeOptions) -> Result<&'static ort::environment::Environment, ModelError> {
     let env = ENVIRONMENT.get_or_init(|| {
         let path = resolve_dylib(options.dylib.as_ref());
         if !path.is_file() {
@@ -107,18 +101,15 @@ pub fn environment(
 }
 
 /// The execution providers to register for `provider`, each failing loudly.
-pub fn execution_providers(
-    provider: ExecutionProvider,
-) -> Result<Vec<ort::ep::ExecutionProviderDispatch>, ModelError> {
+pub fn execution_providers(provider: ExecutionProvider) -> Result<Vec<ort::ep::ExecutionProviderDispatch>, ModelError> {
     match provider {
         ExecutionProvider::Cpu => Ok(Vec::new()),
         #[cfg(feature = "cuda")]
         ExecutionProvider::Cuda => Ok(vec![ort::ep::CUDA::default().build().error_on_failure()]),
         #[cfg(feature = "cuda")]
-        ExecutionProvider::Tensorrt => Ok(vec![
-            ort::ep::TensorRT::default().build().error_on_failure(),
-            ort::ep::CUDA::default().build().error_on_failure(),
-        ]),
+        ExecutionProvider::Tensorrt => {
+            Ok(vec![ort::ep::TensorRT::default().build().error_on_failure(), ort::ep::CUDA::default().build().error_on_failure()])
+        }
         #[cfg(not(feature = "cuda"))]
         other => Err(ModelError::Runtime(format!(
             "execution provider '{}' needs a build with `--features cuda` and a GPU build of ONNX Runtime",

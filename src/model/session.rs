@@ -57,9 +57,7 @@ impl ModelSession {
             .with_execution_providers(providers)
             .map_err(ort_err)?;
         if options.intra_threads > 0 {
-            builder = builder
-                .with_intra_threads(options.intra_threads)
-                .map_err(ort_err)?;
+            builder = builder.with_intra_threads(options.intra_threads).map_err(ort_err)?;
         }
         let session = builder.commit_from_memory(&package.onnx).map_err(ort_err)?;
         let m = &package.manifest;
@@ -67,12 +65,7 @@ impl ModelSession {
             .inputs()
             .iter()
             .find(|o| o.name() == m.input.name)
-            .ok_or_else(|| {
-                ModelError::Mismatch(format!(
-                    "the ONNX graph has no input named '{}'",
-                    m.input.name
-                ))
-            })?;
+            .ok_or_else(|| ModelError::Mismatch(format!("the ONNX graph has no input named '{}'", m.input.name)))?;
         if let Some(shape) = input.dtype().tensor_shape() {
             let dims: Vec<i64> = shape.iter().copied().collect();
             let want = [3, m.input.height as i64, m.input.width as i64];
@@ -85,14 +78,9 @@ impl ModelSession {
         }
         let mut output_names: [String; 4] = Default::default();
         for (slot, role) in output_names.iter_mut().zip(super::manifest::OUTPUT_ROLES) {
-            let spec = m.output(role).ok_or_else(|| {
-                ModelError::Mismatch(format!("manifest has no output with role {role}"))
-            })?;
+            let spec = m.output(role).ok_or_else(|| ModelError::Mismatch(format!("manifest has no output with role {role}")))?;
             if !session.outputs().iter().any(|o| o.name() == spec.name) {
-                return Err(ModelError::Mismatch(format!(
-                    "the ONNX graph has no output named '{}' (role {role})",
-                    spec.name
-                )));
+                return Err(ModelError::Mismatch(format!("the ONNX graph has no output named '{}' (role {role})", spec.name)));
             }
             *slot = spec.name.clone();
         }
@@ -127,53 +115,28 @@ impl ModelSession {
     /// Runs one batch of `batch` images laid out NCHW in `input`.
     pub fn run(&mut self, input: &[f32], batch: usize) -> Result<RawOutputs, ModelError> {
         if batch == 0 || input.len() != batch * self.image_len {
-            return Err(ModelError::Inference(format!(
-                "input holds {} floats, expected {batch} x {}",
-                input.len(),
-                self.image_len
-            )));
+            return Err(ModelError::Inference(format!("input holds {} floats, expected {batch} x {}", input.len(), self.image_len)));
         }
         let shape = [batch, 3, self.height, self.width];
-        let tensor = TensorRef::from_array_view((shape, input))
-            .map_err(|e| ModelError::Inference(e.to_string()))?;
-        let outputs = self
-            .session
-            .run(ort::inputs![self.input_name.as_str() => tensor])
-            .map_err(|e| ModelError::Inference(e.to_string()))?;
-        let extract =
-            |name: &str, per_item: Option<usize>| -> Result<(Vec<i64>, Vec<f32>), ModelError> {
-                let value = outputs
-                    .get(name)
-                    .ok_or_else(|| ModelError::Inference(format!("output {name} missing")))?;
-                let (shape, data) = value
-                    .try_extract_tensor::<f32>()
-                    .map_err(|e| ModelError::Inference(format!("output {name}: {e}")))?;
-                let dims: Vec<i64> = shape.iter().copied().collect();
-                if dims.first().copied() != Some(batch as i64)
-                    || per_item.is_some_and(|k| data.len() != batch * k)
-                {
-                    return Err(ModelError::Mismatch(format!(
-                        "output {name} has shape {dims:?}"
-                    )));
-                }
-                Ok((dims, data.to_vec()))
-            };
+        let tensor = TensorRef::from_array_view((shape, input)).map_err(|e| ModelError::Inference(e.to_string()))?;
+        let outputs =
+            self.session.run(ort::inputs![self.input_name.as_str() => tensor]).map_err(|e| ModelError::Inference(e.to_string()))?;
+        let extract = |name: &str, per_item: Option<usize>| -> Result<(Vec<i64>, Vec<f32>), ModelError> {
+            let value = outputs.get(name).ok_or_else(|| ModelError::Inference(format!("output {name} missing")))?;
+            let (shape, data) = value.try_extract_tensor::<f32>().map_err(|e| ModelError::Inference(format!("output {name}: {e}")))?;
+            let dims: Vec<i64> = shape.iter().copied().collect();
+            if dims.first().copied() != Some(batch as i64) || per_item.is_some_and(|k| data.len() != batch * k) {
+                return Err(ModelError::Mismatch(format!("output {name} has shape {dims:?}")));
+            }
+            Ok((dims, data.to_vec()))
+        };
         let (_, dr_logits) = extract(&self.output_names[0], Some(5))?;
         let (_, dme_logit) = extract(&self.output_names[1], Some(1))?;
         let (_, gradable_logit) = extract(&self.output_names[2], Some(1))?;
         let (cam_dims, cam) = extract(&self.output_names[3], None)?;
         if cam_dims.len() != 4 || cam_dims[1] != 1 {
-            return Err(ModelError::Mismatch(format!(
-                "activation map has shape {cam_dims:?}, expected [N,1,h,w]"
-            )));
+            return Err(ModelError::Mismatch(format!("activation map has shape {cam_dims:?}, expected [N,1,h,w]")));
         }
-        Ok(RawOutputs {
-            batch,
-            dr_logits,
-            dme_logit,
-            gradable_logit,
-            cam,
-            cam_shape: (cam_dims[2] as usize, cam_dims[3] as usize),
-        })
+        Ok(RawOutputs { batch, dr_logits, dme_logit, gradable_logit, cam, cam_shape: (cam_dims[2] as usize, cam_dims[3] as usize) })
     }
 }

@@ -23,10 +23,7 @@ pub struct DecodeLimits {
 
 impl Default for DecodeLimits {
     fn default() -> Self {
-        Self {
-            max_bytes: 64 * 1024 * 1024,
-            max_pixels: 50_000_000,
-        }
+        Self { max_bytes: 64 * 1024 * 1024, max_pixels: 50_000_000 }
     }
 }
 
@@ -78,26 +75,16 @@ pub const MIN_SCALED_SIDE: u32 = 640;
 /// The DCT scale denominator for a JPEG of this size (recipe `fov-crop-bilinear-v1`).
 pub fn scale_denominator(width: u32, height: u32) -> u32 {
     let short = width.min(height);
-    [8, 4, 2]
-        .into_iter()
-        .find(|d| short / d >= MIN_SCALED_SIDE)
-        .unwrap_or(1)
+    [8, 4, 2].into_iter().find(|d| short / d >= MIN_SCALED_SIDE).unwrap_or(1)
 }
 
 /// Decodes `bytes` to RGB8, applying the limits, DCT scaling and EXIF orientation.
-pub fn decode(
-    bytes: &[u8],
-    limits: &DecodeLimits,
-    allow_dct_scaling: bool,
-) -> Result<Decoded, PreprocessError> {
+pub fn decode(bytes: &[u8], limits: &DecodeLimits, allow_dct_scaling: bool) -> Result<Decoded, PreprocessError> {
     if bytes.is_empty() {
         return Err(PreprocessError::Empty);
     }
     if bytes.len() > limits.max_bytes {
-        return Err(PreprocessError::TooManyBytes {
-            bytes: bytes.len(),
-            limit: limits.max_bytes,
-        });
+        return Err(PreprocessError::TooManyBytes { bytes: bytes.len(), limit: limits.max_bytes });
     }
     match Format::sniff(bytes) {
         Some(Format::Jpeg) => decode_jpeg(bytes, limits, allow_dct_scaling),
@@ -108,62 +95,35 @@ pub fn decode(
 
 fn check_pixels(width: u32, height: u32, limits: &DecodeLimits) -> Result<(), PreprocessError> {
     if width == 0 || height == 0 {
-        return Err(PreprocessError::Corrupt(
-            "image has zero width or height".into(),
-        ));
+        return Err(PreprocessError::Corrupt("image has zero width or height".into()));
     }
     if u64::from(width) * u64::from(height) > limits.max_pixels {
-        return Err(PreprocessError::TooManyPixels {
-            width,
-            height,
-            limit: limits.max_pixels,
-        });
+        return Err(PreprocessError::TooManyPixels { width, height, limit: limits.max_pixels });
     }
     Ok(())
 }
 
-fn decode_jpeg(
-    bytes: &[u8],
-    limits: &DecodeLimits,
-    allow_dct_scaling: bool,
-) -> Result<Decoded, PreprocessError> {
+fn decode_jpeg(bytes: &[u8], limits: &DecodeLimits, allow_dct_scaling: bool) -> Result<Decoded, PreprocessError> {
     let corrupt = |e: jpeg_decoder::Error| PreprocessError::Corrupt(format!("JPEG: {e}"));
     let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
     decoder.read_info().map_err(corrupt)?;
-    let info = decoder
-        .info()
-        .ok_or_else(|| PreprocessError::Corrupt("JPEG header unreadable".into()))?;
+    let info = decoder.info().ok_or_else(|| PreprocessError::Corrupt("JPEG header unreadable".into()))?;
     let (width, height) = (u32::from(info.width), u32::from(info.height));
     check_pixels(width, height, limits)?;
-    let denominator = if allow_dct_scaling {
-        scale_denominator(width, height)
-    } else {
-        1
-    };
+    let denominator = if allow_dct_scaling { scale_denominator(width, height) } else { 1 };
     let (out_w, out_h) = if denominator > 1 {
-        let (w, h) = decoder
-            .scale(
-                width.div_ceil(denominator) as u16,
-                height.div_ceil(denominator) as u16,
-            )
-            .map_err(corrupt)?;
+        let (w, h) = decoder.scale(width.div_ceil(denominator) as u16, height.div_ceil(denominator) as u16).map_err(corrupt)?;
         (u32::from(w), u32::from(h))
     } else {
         (width, height)
     };
     let pixels = decoder.decode().map_err(corrupt)?;
-    let orientation = decoder
-        .exif_data()
-        .and_then(Orientation::from_exif_chunk)
-        .unwrap_or(Orientation::NoTransforms);
+    let orientation = decoder.exif_data().and_then(Orientation::from_exif_chunk).unwrap_or(Orientation::NoTransforms);
     let n = out_w as usize * out_h as usize;
     let rgb = match info.pixel_format {
         jpeg_decoder::PixelFormat::RGB24 => pixels,
         jpeg_decoder::PixelFormat::L8 => pixels.iter().flat_map(|&v| [v, v, v]).collect(),
-        jpeg_decoder::PixelFormat::L16 => pixels
-            .chunks_exact(2)
-            .flat_map(|v| [v[0], v[0], v[0]])
-            .collect(),
+        jpeg_decoder::PixelFormat::L16 => pixels.chunks_exact(2).flat_map(|v| [v[0], v[0], v[0]]).collect(),
         // Adobe CMYK JPEGs store inverted values.
         jpeg_decoder::PixelFormat::CMYK32 => pixels
             .chunks_exact(4)
@@ -175,24 +135,13 @@ fn decode_jpeg(
             .collect(),
     };
     if rgb.len() != n * 3 {
-        return Err(PreprocessError::Corrupt(
-            "JPEG decoded to an unexpected size".into(),
-        ));
+        return Err(PreprocessError::Corrupt("JPEG decoded to an unexpected size".into()));
     }
-    let source = SourceInfo {
-        format: Format::Jpeg,
-        width,
-        height,
-        scale_denominator: denominator,
-    };
+    let source = SourceInfo { format: Format::Jpeg, width, height, scale_denominator: denominator };
     orient(out_w, out_h, rgb, orientation, source)
 }
 
-fn decode_other(
-    bytes: &[u8],
-    format: Format,
-    limits: &DecodeLimits,
-) -> Result<Decoded, PreprocessError> {
+fn decode_other(bytes: &[u8], format: Format, limits: &DecodeLimits) -> Result<Decoded, PreprocessError> {
     let corrupt = |e: image::ImageError| PreprocessError::Corrupt(format!("{format:?}: {e}"));
     let image_format = match format {
         Format::Png => image::ImageFormat::Png,
@@ -209,41 +158,20 @@ fn decode_other(
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let image = image::DynamicImage::from_decoder(decoder).map_err(corrupt)?;
     let rgb = image.into_rgb8().into_raw();
-    let source = SourceInfo {
-        format,
-        width,
-        height,
-        scale_denominator: 1,
-    };
+    let source = SourceInfo { format, width, height, scale_denominator: 1 };
     orient(width, height, rgb, orientation, source)
 }
 
-fn orient(
-    width: u32,
-    height: u32,
-    rgb: Vec<u8>,
-    orientation: Orientation,
-    source: SourceInfo,
-) -> Result<Decoded, PreprocessError> {
+fn orient(width: u32, height: u32, rgb: Vec<u8>, orientation: Orientation, source: SourceInfo) -> Result<Decoded, PreprocessError> {
     if orientation == Orientation::NoTransforms {
-        return Ok(Decoded {
-            width,
-            height,
-            rgb,
-            source,
-        });
+        return Ok(Decoded { width, height, rgb, source });
     }
-    let buffer = image::RgbImage::from_raw(width, height, rgb)
-        .ok_or_else(|| PreprocessError::Corrupt("pixel buffer size mismatch".into()))?;
+    let buffer =
+        image::RgbImage::from_raw(width, height, rgb).ok_or_else(|| PreprocessError::Corrupt("pixel buffer size mismatch".into()))?;
     let mut image = image::DynamicImage::ImageRgb8(buffer);
     image.apply_orientation(orientation);
     let rgb = image.into_rgb8();
-    Ok(Decoded {
-        width: rgb.width(),
-        height: rgb.height(),
-        rgb: rgb.into_raw(),
-        source,
-    })
+    Ok(Decoded { width: rgb.width(), height: rgb.height(), rgb: rgb.into_raw(), source })
 }
 
 #[cfg(test)]
@@ -264,9 +192,6 @@ mod tests {
         assert_eq!(Format::sniff(&[0xFF, 0xD8, 0xFF, 0xE0]), Some(Format::Jpeg));
         assert_eq!(Format::sniff(b"II*\0rest"), Some(Format::Tiff));
         assert_eq!(Format::sniff(b"hello world"), None);
-        assert!(matches!(
-            decode(b"", &DecodeLimits::default(), true),
-            Err(PreprocessError::Empty)
-        ));
+        assert!(matches!(decode(b"", &DecodeLimits::default(), true), Err(PreprocessError::Empty)));
     }
 }

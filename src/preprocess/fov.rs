@@ -34,8 +34,7 @@ pub fn locate(width: u32, height: u32, rgb: &[u8]) -> FieldOfView {
     for (y, row) in rgb.chunks_exact(w * 3).enumerate().take(h) {
         let mut count = 0u32;
         for (x, px) in row.chunks_exact(3).enumerate() {
-            let inside =
-                u16::from(px[0]) + u16::from(px[1]) + u16::from(px[2]) >= FIELD_SUM_THRESHOLD;
+            let inside = u16::from(px[0]) + u16::from(px[1]) + u16::from(px[2]) >= FIELD_SUM_THRESHOLD;
             columns[x] += u32::from(inside);
             count += u32::from(inside);
         }
@@ -48,24 +47,14 @@ pub fn locate(width: u32, height: u32, rgb: &[u8]) -> FieldOfView {
         let last = counts.iter().rposition(|&c| c >= min)?;
         Some((first as u32, last as u32))
     };
-    let (found, (left, right), (top, bottom)) =
-        match (span(&columns, column_min), span(&rows, row_min)) {
-            (Some(cols), Some(rws)) => (true, cols, rws),
-            _ => (false, (0, width - 1), (0, height - 1)),
-        };
+    let (found, (left, right), (top, bottom)) = match (span(&columns, column_min), span(&rows, row_min)) {
+        (Some(cols), Some(rws)) => (true, cols, rws),
+        _ => (false, (0, width - 1), (0, height - 1)),
+    };
     let side = (right - left + 1).max(bottom - top + 1);
     let x0 = (i64::from(left) + i64::from(right) + 1 - i64::from(side)).div_euclid(2);
     let y0 = (i64::from(top) + i64::from(bottom) + 1 - i64::from(side)).div_euclid(2);
-    FieldOfView {
-        found,
-        left,
-        right,
-        top,
-        bottom,
-        x0,
-        y0,
-        side,
-    }
+    FieldOfView { found, left, right, top, bottom, x0, y0, side }
 }
 
 impl FieldOfView {
@@ -126,10 +115,7 @@ mod tests {
         let fov = locate(400, 300, &rgb);
         assert!(fov.found);
         assert!((fov.side as i32 - 240).abs() <= 4, "{fov:?}");
-        assert!(
-            (fov.x0 - 80).abs() <= 2 && (fov.y0 - 30).abs() <= 2,
-            "{fov:?}"
-        );
+        assert!((fov.x0 - 80).abs() <= 2 && (fov.y0 - 30).abs() <= 2, "{fov:?}");
         assert!(fov.inside(400, 300));
     }
 

@@ -90,31 +90,13 @@ impl Preprocessor {
         let (w, h) = (decoded.width, decoded.height);
         let fov = fov::locate(w, h, &decoded.rgb);
         let rgb = if fov.inside(w, h) {
-            tensor::resize_square(
-                w,
-                h,
-                &decoded.rgb,
-                (fov.x0 as u32, fov.y0 as u32, fov.side),
-                self.input_size,
-            )?
+            tensor::resize_square(w, h, &decoded.rgb, (fov.x0 as u32, fov.y0 as u32, fov.side), self.input_size)?
         } else {
             let square = fov.padded_square(w, h, &decoded.rgb);
-            tensor::resize_square(
-                fov.side,
-                fov.side,
-                &square,
-                (0, 0, fov.side),
-                self.input_size,
-            )?
+            tensor::resize_square(fov.side, fov.side, &square, (0, 0, fov.side), self.input_size)?
         };
         let quality = QualityMeasures::measure(self.input_size as usize, &rgb);
-        Ok(Prepared {
-            rgb,
-            source: decoded.source,
-            fov,
-            quality,
-            preprocess_ms: start.elapsed().as_secs_f64() * 1e3,
-        })
+        Ok(Prepared { rgb, source: decoded.source, fov, quality, preprocess_ms: start.elapsed().as_secs_f64() * 1e3 })
     }
 }
 

@@ -198,11 +198,7 @@ fn focus(side: usize, rgb: &[u8], contrast: f32) -> f32 {
             if dx * dx + dy * dy > r2 || v * 3.0 < f32::from(COVERED_SUM_THRESHOLD) {
                 continue;
             }
-            let lap = 4.0 * v
-                - small[y * n + x - 1]
-                - small[y * n + x + 1]
-                - small[(y - 1) * n + x]
-                - small[(y + 1) * n + x];
+            let lap = 4.0 * v - small[y * n + x - 1] - small[y * n + x + 1] - small[(y - 1) * n + x] - small[(y + 1) * n + x];
             sum += f64::from(lap.abs());
             count += 1;
         }

@@ -14,28 +14,17 @@ thread_local! {
 
 /// Resizes the `crop` region (left, top, side) of an RGB8 image to `out` x `out` with
 /// the antialiased bilinear (triangle) filter that Pillow's `BILINEAR` also uses.
-pub fn resize_square(
-    width: u32,
-    height: u32,
-    rgb: &[u8],
-    crop: (u32, u32, u32),
-    out: u32,
-) -> Result<Vec<u8>, PreprocessError> {
-    let src = ImageRef::new(width, height, rgb, PixelType::U8x3)
-        .map_err(|e| PreprocessError::Corrupt(format!("resize source: {e}")))?;
+pub fn resize_square(width: u32, height: u32, rgb: &[u8], crop: (u32, u32, u32), out: u32) -> Result<Vec<u8>, PreprocessError> {
+    let src = ImageRef::new(width, height, rgb, PixelType::U8x3).map_err(|e| PreprocessError::Corrupt(format!("resize source: {e}")))?;
     let mut dst = Image::new(out, out, PixelType::U8x3);
     let (left, top, side) = crop;
-    let options = ResizeOptions::new()
-        .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
-        .crop(
-            f64::from(left),
-            f64::from(top),
-            f64::from(side),
-            f64::from(side),
-        );
-    RESIZER
-        .with(|r| r.borrow_mut().resize(&src, &mut dst, &options))
-        .map_err(|e| PreprocessError::Corrupt(format!("resize: {e}")))?;
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)).crop(
+        f64::from(left),
+        f64::from(top),
+        f64::from(side),
+        f64::from(side),
+    );
+    RESIZER.with(|r| r.borrow_mut().resize(&src, &mut dst, &options)).map_err(|e| PreprocessError::Corrupt(format!("resize: {e}")))?;
     Ok(dst.into_vec())
 }
 
@@ -79,9 +68,7 @@ mod tests {
         let rgb = [255u8, 0, 128, 10, 20, 30];
         let mut slot = vec![0.0f32; 6];
         n.fill_chw(&rgb, &mut slot);
-        let expect = |v: u8, c: usize| {
-            (v as f32 / 255.0 - [0.485, 0.456, 0.406][c]) / [0.229, 0.224, 0.225][c]
-        };
+        let expect = |v: u8, c: usize| (v as f32 / 255.0 - [0.485, 0.456, 0.406][c]) / [0.229, 0.224, 0.225][c];
         assert_eq!(slot[0], expect(255, 0));
         assert_eq!(slot[1], expect(10, 0));
         assert_eq!(slot[2], expect(0, 1));

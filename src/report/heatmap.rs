@@ -21,21 +21,14 @@ pub fn overlay(side: usize, rgb: &[u8], cam: &[f32], cam_shape: (usize, usize)) 
     };
     for y in 0..side {
         for x in 0..side {
-            let v = sample(
-                (y as f32 + 0.5) / side as f32,
-                (x as f32 + 0.5) / side as f32,
-            );
+            let v = sample((y as f32 + 0.5) / side as f32, (x as f32 + 0.5) / side as f32);
             let i = (y * side + x) * 3;
             // Blue (low) -> yellow -> red (high), opacity growing with the activation.
-            let colour = [
-                255.0 * (2.0 * v).min(1.0),
-                255.0 * (2.0 - 2.0 * v).min(1.0) * (v * 2.0).min(1.0),
-                255.0 * (1.0 - 2.0 * v).max(0.0),
-            ];
+            let colour =
+                [255.0 * (2.0 * v).min(1.0), 255.0 * (2.0 - 2.0 * v).min(1.0) * (v * 2.0).min(1.0), 255.0 * (1.0 - 2.0 * v).max(0.0)];
             let alpha = 0.15 + 0.5 * v;
             for c in 0..3 {
-                out[i + c] =
-                    (f32::from(rgb[i + c]) * (1.0 - alpha) + colour[c] * alpha).round() as u8;
+                out[i + c] = (f32::from(rgb[i + c]) * (1.0 - alpha) + colour[c] * alpha).round() as u8;
             }
         }
     }
@@ -46,14 +39,7 @@ pub fn overlay(side: usize, rgb: &[u8], cam: &[f32], cam_shape: (usize, usize)) 
 pub fn png(side: usize, rgb: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     let encoder = image::codecs::png::PngEncoder::new(&mut out);
-    image::ImageEncoder::write_image(
-        encoder,
-        rgb,
-        side as u32,
-        side as u32,
-        image::ExtendedColorType::Rgb8,
-    )
-    .map_err(|e| e.to_string())?;
+    image::ImageEncoder::write_image(encoder, rgb, side as u32, side as u32, image::ExtendedColorType::Rgb8).map_err(|e| e.to_string())?;
     Ok(out)
 }
 
@@ -66,11 +52,7 @@ mod tests {
         cam[3] = 1.0; // bottom-right
         let out = super::overlay(64, &rgb, &cam, (2, 2));
         let px = |x: usize, y: usize| &out[(y * 64 + x) * 3..(y * 64 + x) * 3 + 3];
-        assert!(
-            px(60, 60)[0] > 180 && px(60, 60)[2] < 80,
-            "{:?}",
-            px(60, 60)
-        );
+        assert!(px(60, 60)[0] > 180 && px(60, 60)[2] < 80, "{:?}", px(60, 60));
         assert!(px(3, 3)[2] > px(3, 3)[0], "{:?}", px(3, 3));
     }
 }

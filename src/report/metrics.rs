@@ -16,12 +16,7 @@ pub struct Proportion {
 /// Wilson score interval (Wilson 1927), z = 1.96.
 pub fn wilson(successes: u64, n: u64) -> Proportion {
     if n == 0 {
-        return Proportion {
-            value: f64::NAN,
-            successes,
-            n,
-            ci95: [f64::NAN, f64::NAN],
-        };
+        return Proportion { value: f64::NAN, successes, n, ci95: [f64::NAN, f64::NAN] };
     }
     let z = 1.959_963_984_540_054_f64;
     let nf = n as f64;
@@ -29,12 +24,7 @@ pub fn wilson(successes: u64, n: u64) -> Proportion {
     let denom = 1.0 + z * z / nf;
     let centre = (p + z * z / (2.0 * nf)) / denom;
     let half = z * ((p * (1.0 - p) / nf) + z * z / (4.0 * nf * nf)).sqrt() / denom;
-    Proportion {
-        value: p,
-        successes,
-        n,
-        ci95: [(centre - half).max(0.0), (centre + half).min(1.0)],
-    }
+    Proportion { value: p, successes, n, ci95: [(centre - half).max(0.0), (centre + half).min(1.0)] }
 }
 
 /// k x k confusion matrix, rows = truth, columns = prediction.
@@ -57,9 +47,7 @@ pub fn quadratic_weighted_kappa(truth: &[u8], predicted: &[u8], k: usize) -> f64
     }
     let nf = n as f64;
     let rows: Vec<f64> = m.iter().map(|r| r.iter().sum::<u64>() as f64).collect();
-    let cols: Vec<f64> = (0..k)
-        .map(|j| m.iter().map(|r| r[j]).sum::<u64>() as f64)
-        .collect();
+    let cols: Vec<f64> = (0..k).map(|j| m.iter().map(|r| r[j]).sum::<u64>() as f64).collect();
     let (mut observed, mut expected) = (0.0, 0.0);
     for i in 0..k {
         for j in 0..k {
@@ -68,11 +56,7 @@ pub fn quadratic_weighted_kappa(truth: &[u8], predicted: &[u8], k: usize) -> f64
             expected += w * rows[i] * cols[j] / (nf * nf);
         }
     }
-    if expected == 0.0 {
-        1.0
-    } else {
-        1.0 - observed / expected
-    }
+    if expected == 0.0 { 1.0 } else { 1.0 - observed / expected }
 }
 
 /// ROC AUC as the Mann-Whitney U statistic (ties count one half).
@@ -115,9 +99,7 @@ pub fn roc_curve(scores: &[f32], positive: &[bool]) -> Vec<(f64, f64)> {
         } else {
             fp += 1.0;
         }
-        let last_of_tie = order
-            .get(k + 1)
-            .is_none_or(|&next| scores[next] != scores[idx]);
+        let last_of_tie = order.get(k + 1).is_none_or(|&next| scores[next] != scores[idx]);
         if last_of_tie {
             points.push((fp / n, tp / p));
         }
@@ -127,17 +109,9 @@ pub fn roc_curve(scores: &[f32], positive: &[bool]) -> Vec<(f64, f64)> {
 
 /// Sensitivity and specificity of binary decisions.
 pub fn sensitivity_specificity(predicted: &[bool], positive: &[bool]) -> (Proportion, Proportion) {
-    let tp = predicted
-        .iter()
-        .zip(positive)
-        .filter(|(p, t)| **p && **t)
-        .count() as u64;
+    let tp = predicted.iter().zip(positive).filter(|(p, t)| **p && **t).count() as u64;
     let pos = positive.iter().filter(|&&t| t).count() as u64;
-    let tn = predicted
-        .iter()
-        .zip(positive)
-        .filter(|(p, t)| !**p && !**t)
-        .count() as u64;
+    let tn = predicted.iter().zip(positive).filter(|(p, t)| !**p && !**t).count() as u64;
     let neg = positive.len() as u64 - pos;
     (wilson(tp, pos), wilson(tn, neg))
 }
@@ -159,10 +133,7 @@ mod tests {
 
     #[test]
     fn auc_with_ties_and_extremes() {
-        assert_eq!(
-            roc_auc(&[0.1, 0.2, 0.8, 0.9], &[false, false, true, true]),
-            1.0
-        );
+        assert_eq!(roc_auc(&[0.1, 0.2, 0.8, 0.9], &[false, false, true, true]), 1.0);
         assert_eq!(roc_auc(&[0.5, 0.5], &[false, true]), 0.5);
         assert_eq!(roc_auc(&[0.9, 0.1], &[false, true]), 0.0);
         let curve = roc_curve(&[0.1, 0.4, 0.35, 0.8], &[false, false, true, true]);
@@ -174,9 +145,6 @@ mod tests {
     fn wilson_interval_known_value() {
         // 95 of 100: Wilson interval (0.8882, 0.9785).
         let p = wilson(95, 100);
-        assert!(
-            (p.ci95[0] - 0.8882).abs() < 1e-3 && (p.ci95[1] - 0.9785).abs() < 1e-3,
-            "{p:?}"
-        );
+        assert!((p.ci95[0] - 0.8882).abs() < 1e-3 && (p.ci95[1] - 0.9785).abs() < 1e-3, "{p:?}");
     }
 }

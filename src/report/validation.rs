@@ -54,48 +54,21 @@ pub struct ValidationReport {
 }
 
 /// Computes the report from (label, finding) pairs; unreadable images have `None`.
-pub fn evaluate(
-    model: &ModelIdentity,
-    rows: &[(LabelRow, Option<ImageFinding>)],
-) -> ValidationReport {
-    let readable: Vec<(&LabelRow, &ImageFinding)> = rows
-        .iter()
-        .filter_map(|(l, f)| f.as_ref().map(|f| (l, f)))
-        .collect();
+pub fn evaluate(model: &ModelIdentity, rows: &[(LabelRow, Option<ImageFinding>)]) -> ValidationReport {
+    let readable: Vec<(&LabelRow, &ImageFinding)> = rows.iter().filter_map(|(l, f)| f.as_ref().map(|f| (l, f))).collect();
     let gradability_scores: Vec<f32> = readable.iter().map(|(_, f)| f.quality.score).collect();
     let gradability_truth: Vec<bool> = readable.iter().map(|(l, _)| l.gradable == 1).collect();
-    let reference_ungradable: Vec<&(&LabelRow, &ImageFinding)> =
-        readable.iter().filter(|(l, _)| l.gradable == 0).collect();
-    let caught = reference_ungradable
-        .iter()
-        .filter(|(_, f)| !f.quality.gradable)
-        .count() as u64;
-    let graded: Vec<(&LabelRow, &ImageFinding)> = readable
-        .iter()
-        .filter(|(l, f)| l.gradable == 1 && f.quality.gradable)
-        .copied()
-        .collect();
+    let reference_ungradable: Vec<&(&LabelRow, &ImageFinding)> = readable.iter().filter(|(l, _)| l.gradable == 0).collect();
+    let caught = reference_ungradable.iter().filter(|(_, f)| !f.quality.gradable).count() as u64;
+    let graded: Vec<(&LabelRow, &ImageFinding)> = readable.iter().filter(|(l, f)| l.gradable == 1 && f.quality.gradable).copied().collect();
     let truth_grades: Vec<u8> = graded.iter().map(|(l, _)| l.grade).collect();
-    let predicted_grades: Vec<u8> = graded
-        .iter()
-        .map(|(_, f)| f.dr.as_ref().map_or(0, |d| d.grade))
-        .collect();
+    let predicted_grades: Vec<u8> = graded.iter().map(|(_, f)| f.dr.as_ref().map_or(0, |d| d.grade)).collect();
     let truth_referable: Vec<bool> = graded.iter().map(|(l, _)| l.referable()).collect();
-    let referable_scores: Vec<f32> = graded
-        .iter()
-        .map(|(_, f)| f.dr.as_ref().map_or(0.0, |d| d.referable_probability))
-        .collect();
-    let referable_decisions: Vec<bool> = graded
-        .iter()
-        .map(|(_, f)| f.decision == ImageDecision::Referable)
-        .collect();
-    let dme_scores: Vec<f32> = graded
-        .iter()
-        .map(|(_, f)| f.dme.as_ref().map_or(0.0, |d| d.probability))
-        .collect();
+    let referable_scores: Vec<f32> = graded.iter().map(|(_, f)| f.dr.as_ref().map_or(0.0, |d| d.referable_probability)).collect();
+    let referable_decisions: Vec<bool> = graded.iter().map(|(_, f)| f.decision == ImageDecision::Referable).collect();
+    let dme_scores: Vec<f32> = graded.iter().map(|(_, f)| f.dme.as_ref().map_or(0.0, |d| d.probability)).collect();
     let dme_truth: Vec<bool> = graded.iter().map(|(l, _)| l.dme == 1).collect();
-    let (sensitivity, specificity) =
-        metrics::sensitivity_specificity(&referable_decisions, &truth_referable);
+    let (sensitivity, specificity) = metrics::sensitivity_specificity(&referable_decisions, &truth_referable);
     let reference_gradable = readable.iter().filter(|(l, _)| l.gradable == 1).count();
     ValidationReport {
         model: model.clone(),
@@ -104,11 +77,7 @@ pub fn evaluate(
         reference_gradable,
         gradable_but_rejected: reference_gradable - graded.len(),
         dr_evaluated: graded.len(),
-        quadratic_weighted_kappa: metrics::quadratic_weighted_kappa(
-            &truth_grades,
-            &predicted_grades,
-            5,
-        ),
+        quadratic_weighted_kappa: metrics::quadratic_weighted_kappa(&truth_grades, &predicted_grades, 5),
         confusion_matrix: metrics::confusion(&truth_grades, &predicted_grades, 5),
         referable_auc: metrics::roc_auc(&referable_scores, &truth_referable),
         referable_sensitivity: sensitivity,
@@ -121,14 +90,7 @@ pub fn evaluate(
 }
 
 fn pct(p: &Proportion) -> String {
-    format!(
-        "{:.1}% ({}/{}; 95% CI {:.1}-{:.1}%)",
-        p.value * 100.0,
-        p.successes,
-        p.n,
-        p.ci95[0] * 100.0,
-        p.ci95[1] * 100.0
-    )
+    format!("{:.1}% ({}/{}; 95% CI {:.1}-{:.1}%)", p.value * 100.0, p.successes, p.n, p.ci95[0] * 100.0, p.ci95[1] * 100.0)
 }
 
 impl ValidationReport {
@@ -136,41 +98,22 @@ impl ValidationReport {
     pub fn markdown(&self) -> String {
         let mut s = String::new();
         s.push_str("# drscreen validation report\n\n");
-        s.push_str(&format!(
-            "Model: {} {} (sha256 {})\n\n",
-            self.model.name, self.model.version, self.model.sha256
-        ));
+        s.push_str(&format!("Model: {} {} (sha256 {})\n\n", self.model.name, self.model.version, self.model.sha256));
         s.push_str(&format!(
             "Images: {} ({} unreadable); reference-gradable: {}; graded for DR: {}; reference-gradable but called ungradable: {}\n\n",
             self.images, self.unreadable, self.reference_gradable, self.dr_evaluated, self.gradable_but_rejected
         ));
         s.push_str("| metric | value |\n|---|---|\n");
-        s.push_str(&format!(
-            "| quadratic weighted kappa (ICDR 0-4) | {:.3} |\n",
-            self.quadratic_weighted_kappa
-        ));
-        s.push_str(&format!(
-            "| referable DR AUC | {:.3} |\n",
-            self.referable_auc
-        ));
-        s.push_str(&format!(
-            "| referable sensitivity | {} |\n",
-            pct(&self.referable_sensitivity)
-        ));
-        s.push_str(&format!(
-            "| referable specificity | {} |\n",
-            pct(&self.referable_specificity)
-        ));
+        s.push_str(&format!("| quadratic weighted kappa (ICDR 0-4) | {:.3} |\n", self.quadratic_weighted_kappa));
+        s.push_str(&format!("| referable DR AUC | {:.3} |\n", self.referable_auc));
+        s.push_str(&format!("| referable sensitivity | {} |\n", pct(&self.referable_sensitivity)));
+        s.push_str(&format!("| referable specificity | {} |\n", pct(&self.referable_specificity)));
         s.push_str(&format!("| DME AUC | {:.3} |\n", self.dme_auc));
-        s.push_str(&format!(
-            "| gradability AUC | {:.3} |\n",
-            self.gradability_auc
-        ));
-        s.push_str(&format!(
-            "| ungradable images caught | {} |\n\n",
-            pct(&self.ungradable_detection)
-        ));
-        s.push_str("Confusion matrix (rows: reference grade, columns: model grade)\n\n|   | 0 | 1 | 2 | 3 | 4 |\n|---|---|---|---|---|---|\n");
+        s.push_str(&format!("| gradability AUC | {:.3} |\n", self.gradability_auc));
+        s.push_str(&format!("| ungradable images caught | {} |\n\n", pct(&self.ungradable_detection)));
+        s.push_str(
+            "Confusion matrix (rows: reference grade, columns: model grade)\n\n|   | 0 | 1 | 2 | 3 | 4 |\n|---|---|---|---|---|---|\n",
+        );
         for (i, row) in self.confusion_matrix.iter().enumerate() {
             let cells: Vec<String> = row.iter().map(u64::to_string).collect();
             s.push_str(&format!("| {i} | {} |\n", cells.join(" | ")));
@@ -185,17 +128,10 @@ impl ValidationReport {
         std::fs::write(dir.join("report.md"), self.markdown()).map_err(|e| e.to_string())?;
         let json = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
         std::fs::write(dir.join("report.json"), json).map_err(|e| e.to_string())?;
-        let op = (
-            1.0 - self.referable_specificity.value,
-            self.referable_sensitivity.value,
-        );
+        let op = (1.0 - self.referable_specificity.value, self.referable_sensitivity.value);
         let op = (op.0.is_finite() && op.1.is_finite()).then_some(op);
         plots::roc_png(&dir.join("roc.png"), &self.roc, self.referable_auc, op)?;
-        plots::confusion_png(
-            &dir.join("confusion.png"),
-            &self.confusion_matrix,
-            "ICDR grade: reference vs model",
-        )?;
+        plots::confusion_png(&dir.join("confusion.png"), &self.confusion_matrix, "ICDR grade: reference vs model")?;
         Ok(())
     }
 }

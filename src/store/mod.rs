@@ -21,10 +21,7 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error("storage I/O error on {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
     #[error("the database lock was poisoned by a crashed thread")]
@@ -53,9 +50,7 @@ impl Role {
     }
 
     fn parse(s: &str) -> Option<Self> {
-        [Self::Device, Self::Clinician, Self::Admin]
-            .into_iter()
-            .find(|r| r.as_str() == s)
+        [Self::Device, Self::Clinician, Self::Admin].into_iter().find(|r| r.as_str() == s)
     }
 }
 
@@ -143,11 +138,8 @@ pub struct Store {
 /// Current UTC time as RFC 3339 with milliseconds (sorts lexically).
 pub fn now_rfc3339() -> String {
     let now = time::OffsetDateTime::now_utc();
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    now.format(&format)
-        .unwrap_or_else(|_| now.unix_timestamp().to_string())
+    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    now.format(&format).unwrap_or_else(|_| now.unix_timestamp().to_string())
 }
 
 /// Random lowercase hex of `bytes` bytes.
@@ -173,10 +165,7 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         migrations::apply(&mut conn)?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-            images_dir,
-        })
+        Ok(Self { conn: Arc::new(Mutex::new(conn)), images_dir })
     }
 
     fn conn(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
@@ -185,9 +174,7 @@ impl Store {
 
     /// The schema version in use.
     pub fn schema_version(&self) -> Result<i64, StoreError> {
-        Ok(self
-            .conn()?
-            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+        Ok(self.conn()?.query_row("PRAGMA user_version", [], |r| r.get(0))?)
     }
 
     fn blob_path(&self, sha256: &str) -> PathBuf {
@@ -202,19 +189,14 @@ impl Store {
             return Ok(sha);
         }
         let dir = path.parent().unwrap_or(&self.images_dir).to_path_buf();
-        let io = |source| StoreError::Io {
-            path: path.clone(),
-            source,
-        };
+        let io = |source| StoreError::Io { path: path.clone(), source };
         std::fs::create_dir_all(&dir).map_err(io)?;
         let tmp = dir.join(format!("{sha}.tmp-{}", random_hex(4)?));
         let mut file = std::fs::File::create(&tmp).map_err(io)?;
         file.write_all(bytes).map_err(io)?;
         file.sync_all().map_err(io)?;
         std::fs::rename(&tmp, &path).map_err(io)?;
-        std::fs::File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io)?;
+        std::fs::File::open(&dir).and_then(|d| d.sync_all()).map_err(io)?;
         Ok(sha)
     }
 
@@ -293,11 +275,8 @@ impl Store {
     fn exam_from_row(conn: &Connection, row: &rusqlite::Row<'_>) -> Result<StoredExam, StoreError> {
         let id: String = row.get(0)?;
         let result_json: String = row.get(9)?;
-        let mut stmt =
-            conn.prepare_cached("SELECT id FROM images WHERE exam_id = ?1 ORDER BY idx")?;
-        let image_ids = stmt
-            .query_map([&id], |r| r.get::<_, String>(0))?
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut stmt = conn.prepare_cached("SELECT id FROM images WHERE exam_id = ?1 ORDER BY idx")?;
+        let image_ids = stmt.query_map([&id], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
         Ok(StoredExam {
             id,
             created_at: row.get(1)?,
@@ -308,19 +287,16 @@ impl Store {
             flagged: row.get(6)?,
             reviewed: row.get(7)?,
             image_ids,
-            result: serde_json::from_str(&result_json)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            result: serde_json::from_str(&result_json).map_err(|e| StoreError::Corrupt(e.to_string()))?,
         })
     }
 
-    const EXAM_COLUMNS: &'static str = "id, created_at, submitted_by, external_exam_ref, patient_ref, outcome, flagged, reviewed, model_sha256, result_json";
+    const EXAM_COLUMNS: &'static str =
+        "id, created_at, submitted_by, external_exam_ref, patient_ref, outcome, flagged, reviewed, model_sha256, result_json";
 
     pub fn get_exam(&self, id: &str) -> Result<Option<StoredExam>, StoreError> {
         let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {} FROM exams WHERE id = ?1",
-            Self::EXAM_COLUMNS
-        ))?;
+        let mut stmt = conn.prepare_cached(&format!("SELECT {} FROM exams WHERE id = ?1", Self::EXAM_COLUMNS))?;
         let mut rows = stmt.query([id])?;
         match rows.next()? {
             Some(row) => Ok(Some(Self::exam_from_row(&conn, row)?)),
@@ -382,30 +358,19 @@ impl Store {
                 },
             )
             .optional()?;
-        Ok(row.map(
-            |(id, exam_id, submitted_by, sha256, media_type, cam, h, w)| StoredImage {
-                id,
-                exam_id,
-                submitted_by,
-                sha256,
-                media_type,
-                cam: cam
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect(),
-                cam_shape: (h.max(0) as usize, w.max(0) as usize),
-            },
-        ))
+        Ok(row.map(|(id, exam_id, submitted_by, sha256, media_type, cam, h, w)| StoredImage {
+            id,
+            exam_id,
+            submitted_by,
+            sha256,
+            media_type,
+            cam: cam.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+            cam_shape: (h.max(0) as usize, w.max(0) as usize),
+        }))
     }
 
     /// Appends an audit event.
-    pub fn audit(
-        &self,
-        actor: &str,
-        action: &str,
-        object: Option<&str>,
-        detail: Option<&str>,
-    ) -> Result<(), StoreError> {
+    pub fn audit(&self, actor: &str, action: &str, object: Option<&str>, detail: Option<&str>) -> Result<(), StoreError> {
         self.conn()?.execute(
             "INSERT INTO audit (at, actor, action, object, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![now_rfc3339(), actor, action, object, detail],
@@ -416,9 +381,7 @@ impl Store {
     /// Audit events, newest first.
     pub fn audit_events(&self, limit: u32) -> Result<Vec<serde_json::Value>, StoreError> {
         let conn = self.conn()?;
-        let mut stmt = conn.prepare(
-            "SELECT seq, at, actor, action, object, detail FROM audit ORDER BY seq DESC LIMIT ?1",
-        )?;
+        let mut stmt = conn.prepare("SELECT seq, at, actor, action, object, detail FROM audit ORDER BY seq DESC LIMIT ?1")?;
         let rows = stmt.query_map([i64::from(limit)], |r| {
             Ok(serde_json::json!({
                 "seq": r.get::<_, i64>(0)?, "at": r.get::<_, String>(1)?, "actor": r.get::<_, String>(2)?,
@@ -449,31 +412,20 @@ impl Store {
     /// in constant time.
     pub fn verify_key(&self, presented: &str) -> Result<Option<KeyIdentity>, StoreError> {
         use subtle::ConstantTimeEq;
-        let Some(id) = presented
-            .strip_prefix("drs_")
-            .and_then(|rest| rest.split('_').next())
-        else {
+        let Some(id) = presented.strip_prefix("drs_").and_then(|rest| rest.split('_').next()) else {
             return Ok(None);
         };
         let row: Option<(String, String)> = self
             .conn()?
-            .query_row(
-                "SELECT role, hash FROM api_keys WHERE id = ?1 AND revoked = 0",
-                [id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .query_row("SELECT role, hash FROM api_keys WHERE id = ?1 AND revoked = 0", [id], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         let Some((role, stored)) = row else {
             return Ok(None);
         };
         let presented_hash = hex::encode(sha2::Sha256::digest(presented.as_bytes()));
         if bool::from(presented_hash.as_bytes().ct_eq(stored.as_bytes())) {
-            let role = Role::parse(&role)
-                .ok_or_else(|| StoreError::Corrupt(format!("unknown role {role}")))?;
-            Ok(Some(KeyIdentity {
-                id: id.to_string(),
-                role,
-            }))
+            let role = Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("unknown role {role}")))?;
+            Ok(Some(KeyIdentity { id: id.to_string(), role }))
         } else {
             Ok(None)
         }

@@ -33,13 +33,8 @@ pub fn screener() -> &'static Screener {
     static S: OnceLock<Screener> = OnceLock::new();
     S.get_or_init(|| {
         let config = Config::default();
-        let engine = Engine::start(package(), &config.runtime, config.limits, config.engine)
-            .expect("engine starts");
-        let policy = GradingPolicy {
-            thresholds: package().manifest.thresholds,
-            quality: config.quality,
-            recall_months: 12,
-        };
+        let engine = Engine::start(package(), &config.runtime, config.limits, config.engine).expect("engine starts");
+        let policy = GradingPolicy { thresholds: package().manifest.thresholds, quality: config.quality, recall_months: 12 };
         Screener::new(engine, policy)
     })
 }
