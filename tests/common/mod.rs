@@ -58,3 +58,72 @@ pub fn labels() -> Vec<Label> {
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_drscreen"))
 }
+
+/// A real `drscreen serve` process on an ephemeral port with its own data directory.
+pub struct Server {
+    pub url: String,
+    pub data_dir: PathBuf,
+    child: std::process::Child,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// Starts a server on a fresh temporary data directory.
+    pub fn start(extra_args: &[&str]) -> Self {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path().to_path_buf();
+        let mut s = Self::start_in(&dir, extra_args);
+        s._temp = Some(temp);
+        s
+    }
+
+    /// Starts a server on `data_dir` (kept after the server stops).
+    pub fn start_in(data_dir: &Path, extra_args: &[&str]) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(bin())
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra_args)
+            .arg("serve")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("server starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line).unwrap();
+        let url = line.trim().strip_prefix("drscreen listening on ").unwrap_or_else(|| panic!("unexpected first line: {line}")).to_string();
+        Self { url, data_dir: data_dir.to_path_buf(), child, _temp: None }
+    }
+
+    /// Creates an API key with `role` in this server's data directory.
+    pub fn key(&self, role: &str) -> String {
+        let out = std::process::Command::new(bin())
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["keys", "create", "--role", role])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).lines().last().unwrap().trim().to_string()
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let _ = std::process::Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A blocking HTTP client for tests.
+pub fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(120)).build().unwrap()
+}
