@@ -46,6 +46,8 @@ pub struct LoadtestArgs {
 #[derive(Default)]
 struct Tally {
     latency: Option<hdrhistogram::Histogram<u64>>,
+    /// Latency of refused (503) answers alone: how fast overload is signalled.
+    rejected: Option<hdrhistogram::Histogram<u64>>,
     statuses: BTreeMap<String, u64>,
     server_ms: [f64; 3],
     with_timings: u64,
@@ -93,6 +95,9 @@ pub fn run(args: LoadtestArgs) -> anyhow::Result<ExitCode> {
         );
         println!("statuses: {}", s["statuses"]);
         println!("server split ms (mean): {}", s["server_ms_mean"]);
+        if !s["rejected_latency_ms"].is_null() {
+            println!("503 answers ms: {}", s["rejected_latency_ms"]);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -151,6 +156,11 @@ async fn drive(
                 if let Some(h) = t.latency.as_mut() {
                     let _ = h.record(micros);
                 }
+                if status == "503"
+                    && let Some(h) = t.rejected.as_mut()
+                {
+                    let _ = h.record(micros);
+                }
                 *t.statuses.entry(status).or_default() += 1;
                 if let [Some(q), Some(p), Some(inf)] = timings {
                     t.server_ms[0] += q;
@@ -172,11 +182,17 @@ async fn drive(
     let ok = t.statuses.get("200").copied().unwrap_or(0);
     let q = |p: f64| h.value_at_quantile(p) as f64 / 1000.0;
     let n = t.with_timings.max(1) as f64;
+    let rejected = t.rejected.as_ref().context("histogram")?;
+    let rejected_ms = (!rejected.is_empty()).then(|| {
+        serde_json::json!({"count": rejected.len(), "p50": rejected.value_at_quantile(0.5) as f64 / 1000.0,
+                           "p99": rejected.value_at_quantile(0.99) as f64 / 1000.0, "max": rejected.max() as f64 / 1000.0})
+    });
     Ok(serde_json::json!({
         "url": url, "concurrency": args.concurrency, "seconds": seconds, "requests": requests,
         "requests_per_s": requests as f64 / seconds, "images_per_s": ok as f64 / seconds,
         "latency_ms": {"p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "max": h.max() as f64 / 1000.0},
         "statuses": t.statuses,
+        "rejected_latency_ms": rejected_ms,
         "server_ms_mean": {"queue": t.server_ms[0] / n, "preprocess": t.server_ms[1] / n, "inference": t.server_ms[2] / n},
     }))
 }
