@@ -82,3 +82,23 @@ impl Config {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_overrides_defaults_and_rejects_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("drscreen.toml");
+        std::fs::write(&path, "listen = \"0.0.0.0:9000\"\n[engine]\nmax_batch = 4\n[quality]\nmin_focus = 0.1\n").unwrap();
+        let c = Config::load(Some(&path)).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:9000");
+        assert_eq!(c.engine.max_batch, 4);
+        assert_eq!(c.engine.queue_capacity, EngineConfig::default().queue_capacity);
+        assert_eq!(c.quality.min_focus, 0.1);
+        std::fs::write(&path, "[engine]\nmax_batc = 4\n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("max_batc"), "{err}");
+    }
+}
