@@ -64,7 +64,8 @@ fn every_route_happy_path() {
         c.get(format!("{}/v1/exams?outcome={outcome}&limit=10", server.url)).bearer_auth(&key).send().unwrap().json().unwrap();
     assert!(list["exams"].as_array().unwrap().iter().any(|e| e["id"] == id.as_str()));
     let other = if outcome == "rescreen" { "referral" } else { "rescreen" };
-    let list: serde_json::Value = c.get(format!("{}/v1/exams?outcome={other}", server.url)).bearer_auth(&key).send().unwrap().json().unwrap();
+    let list: serde_json::Value =
+        c.get(format!("{}/v1/exams?outcome={other}", server.url)).bearer_auth(&key).send().unwrap().json().unwrap();
     assert!(list["exams"].as_array().unwrap().iter().all(|e| e["id"] != id.as_str()));
 
     // Original bytes and the heatmap.
@@ -119,7 +120,13 @@ fn broken_inputs_get_4xx_with_reasons_and_the_server_stays_healthy() {
     assert_eq!(r.status(), 400);
     assert_eq!(c.get(format!("{}/nope", server.url)).send().unwrap().status(), 404);
     assert_eq!(c.get(format!("{}/readyz", server.url)).send().unwrap().status(), 200);
-    let r = c.post(format!("{}/v1/grade", server.url)).bearer_auth(&key).header("content-type", "image/jpeg").body(jpeg("grade1_R.jpg")).send().unwrap();
+    let r = c
+        .post(format!("{}/v1/grade", server.url))
+        .bearer_auth(&key)
+        .header("content-type", "image/jpeg")
+        .body(jpeg("grade1_R.jpg"))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200);
 }
 
@@ -151,11 +158,18 @@ fn roles_are_enforced() {
     assert_eq!(c.get(url("/v1/exams")).bearer_auth("drs_000000000000_deadbeef").send().unwrap().status(), 401);
     assert_eq!(c.get(url("/info")).send().unwrap().status(), 401);
     // A clinician reads and reviews but does not submit images.
-    let r = c.post(url("/v1/grade")).bearer_auth(&clinician).header("content-type", "image/jpeg").body(jpeg("grade0_R.jpg")).send().unwrap();
+    let r =
+        c.post(url("/v1/grade")).bearer_auth(&clinician).header("content-type", "image/jpeg").body(jpeg("grade0_R.jpg")).send().unwrap();
     assert_eq!(r.status(), 403);
     assert_eq!(r.json::<serde_json::Value>().unwrap()["code"], "forbidden");
-    let exam: serde_json::Value =
-        c.post(url("/v1/exams")).bearer_auth(&device).multipart(exam_form("grade0_L.jpg", "grade0_R.jpg", "{}")).send().unwrap().json().unwrap();
+    let exam: serde_json::Value = c
+        .post(url("/v1/exams"))
+        .bearer_auth(&device)
+        .multipart(exam_form("grade0_L.jpg", "grade0_R.jpg", "{}"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     let id = exam["id"].as_str().unwrap();
     // A device reads only its own results; a clinician reads all.
     assert_eq!(c.get(url(&format!("/v1/exams/{id}"))).bearer_auth(&device).send().unwrap().status(), 200);

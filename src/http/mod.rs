@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod kserve;
 pub mod metrics;
 pub mod openapi;
 pub mod v1;
@@ -46,6 +47,7 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/v1/exams/{id}", get(v1::get_exam))
         .route("/v1/images/{id}", get(v1::get_image))
         .route("/v1/images/{id}/heatmap.png", get(v1::heatmap))
+        .merge(kserve::routes())
         .fallback(|| async { error::ApiError::not_found("route") })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))

@@ -50,6 +50,10 @@ pub fn document() -> serde_json::Value {
                                         "responses": {"200": {"description": "exam"}, "404": err("not found")}}},
             "/v1/images/{id}": {"get": {"summary": "Original image bytes", "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
                                          "responses": {"200": {"description": "the image"}, "404": err("not found")}}},
+            "/v2/models/{name}/infer": {"post": {"summary": "KServe v2 / Open Inference Protocol inference: input 'image' FP32 [N,3,512,512] (normalised per the manifest) or 'image_bytes' BYTES [N] (encoded images, full pipeline, adds output 'finding'); JSON or the binary tensor extension (Inference-Header-Content-Length). Also /v2, /v2/health/live|ready, /v2/models/{name}[/ready], and /versions/{version} variants.",
+                "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "outputs dr_logits, dme_logit, gradable_logit, referable_cam (and finding)"},
+                              "400": err("bad tensor"), "404": err("unknown model"), "413": err("too large"), "503": err("queue full")}}},
             "/v1/images/{id}/heatmap.png": {"get": {"summary": "Model heatmap over the cropped field of view",
                 "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
                 "responses": {"200": {"description": "PNG"}, "404": err("not found")}}}
