@@ -10,8 +10,8 @@ fn grade_folder_reports_broken_files_and_grades_the_rest() {
     let out = Command::new(common::bin())
         .args(["grade", "--exams"])
         .arg(common::fixture("labels.csv"))
-        .arg(common::fixture("grade0_R.jpg"))
-        .arg(common::fixture("grade0_L.jpg"))
+        .arg(common::fixture("grade1_R.jpg"))
+        .arg(common::fixture("grade1_L.jpg"))
         .arg(common::fixture("broken"))
         .arg(common::fixture("broken/not_an_image.jpg"))
         .output()
@@ -23,10 +23,11 @@ fn grade_folder_reports_broken_files_and_grades_the_rest() {
         assert!(stderr.contains(code), "missing {code}: {stderr}");
     }
     let exams: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let exam01 = exams.iter().find(|e| e["exam_id"] == "exam01").expect("exam01 graded");
-    assert_eq!(exam01["outcome"], "rescreen", "{exam01}");
-    assert_eq!(exam01["images"].as_array().unwrap().len(), 2);
-    assert_eq!(exam01["model"]["name"], "dr-synth");
+    let exam02 = exams.iter().find(|e| e["exam_id"] == "exam02").expect("exam02 graded");
+    assert_eq!(exam02["outcome"], "rescreen", "{exam02}");
+    assert_eq!(exam02["recall_months"], 12);
+    assert_eq!(exam02["images"].as_array().unwrap().len(), 2);
+    assert_eq!(exam02["model"]["name"], "dr-synth");
     let broken: usize = exams.iter().map(|e| e["unreadable"].as_array().unwrap().len()).sum();
     assert_eq!(broken, 4);
 }

@@ -3,14 +3,14 @@
 //! `fixtures/reference/<stem>.png`, with its field-of-view boxes in
 //! `fixtures/reference/fov_boxes.csv`) on every image fixture.
 //!
-//! Stated tolerance:
-//! - the field-of-view box matches Python's within 1 decoded pixel on every side;
-//! - where the box matches exactly: mean absolute difference <= 0.5 grey levels and
-//!   99.5% of values within +-8 (the residue of libjpeg-turbo vs jpeg-decoder IDCT and
-//!   upsampling rounding, and of the two bilinear resizers' fixed-point rounding);
-//! - where one side differs by a pixel (a rim column whose count sits on the recipe's
-//!   threshold and tips over on decoder rounding), the crop shifts by under one model
-//!   pixel: mean <= 2.5 and 94% of values within +-8.
+//! Stated tolerance, for every fixture:
+//! - the field-of-view box matches Python's within 2 decoded pixels on every side (a rim
+//!   column or row whose in-field count sits on the recipe's threshold can tip over on
+//!   decoder rounding; 2 decoded pixels are under 2 model pixels);
+//! - mean absolute difference <= 1.0 grey level and 99% of values within +-8. The residue
+//!   comes from libjpeg-turbo (Pillow) vs jpeg-decoder: their reduced-size (DCT-scaled)
+//!   IDCTs and chroma upsampling round differently (worst on the 1/2-scale fixtures, mean
+//!   ~0.7), plus the two bilinear resizers' fixed-point rounding (~0.15 on the PNG).
 
 mod common;
 
@@ -40,11 +40,7 @@ fn rust_preprocessing_matches_training_references() {
         let mean = diffs.iter().map(|&d| f64::from(d)).sum::<f64>() / diffs.len() as f64;
         let within = diffs.iter().filter(|&&d| d <= 8).count() as f64 / diffs.len() as f64;
         report.push(format!("{name}: box offset {box_offset}, mean {mean:.3}, within8 {within:.5}"));
-        let ok = match box_offset {
-            0 => mean <= 0.5 && within >= 0.995,
-            1 => mean <= 2.5 && within >= 0.94,
-            _ => false,
-        };
+        let ok = box_offset <= 2 && mean <= 1.0 && within >= 0.99;
         if !ok {
             failures.push(report.last().unwrap().clone());
         }

@@ -299,6 +299,17 @@ def choose_thresholds(out, labels):
     y = (g[ok] >= 2) | (d[ok] == 1)
     grid = np.unique(np.round(np.concatenate([np.linspace(0.01, 0.99, 99), np.quantile(p_ref, np.linspace(0, 1, 101))]), 4))
     grid_d = np.unique(np.round(np.concatenate([np.linspace(0.01, 0.99, 99), np.quantile(p_dme, np.linspace(0, 1, 101))]), 4))
+    # DME threshold first: DME sensitivity >= 0.90 on validation with the best DME specificity
+    yd = d[ok] == 1
+    td_best = None
+    for td in grid_d:
+        r = p_dme >= td
+        sens = (r & yd).sum() / max(1, yd.sum())
+        spec = (~r & ~yd).sum() / max(1, (~yd).sum())
+        if sens >= 0.90 and (td_best is None or (spec, td) > td_best[:2]):
+            td_best = (spec, td)
+    grid_d = [td_best[1]] if td_best else grid_d
+    # then the referable-DR threshold: referable sensitivity >= 0.97 with the best specificity
     best = None
     for tr in grid:
         a = p_ref >= tr
@@ -366,6 +377,7 @@ def main():
     ap.add_argument("--epochs", type=int, default=None, help="override epochs (not for releases)")
     ap.add_argument("--out", default=None, help="package directory (default models/dr-synth)")
     ap.add_argument("--no-fixtures", action="store_true")
+    ap.add_argument("--eval-only", action="store_true", help="skip training; evaluate/package the existing model.onnx")
     ap.add_argument("--fixtures", action="store_true", help="also (re)build fixtures/ in --quick mode")
     args = ap.parse_args()
     cfg = dict(QUICK if args.quick else FULL)
@@ -382,13 +394,16 @@ def main():
     timings["render_s"] = time.time() - t
 
     torch = setup_torch()
-    t = time.time()
-    log("training")
-    net = train(torch, cfg, data["train"][0], data["train"][1])
-    timings["train_s"] = time.time() - t
-
     onnx_path = os.path.join(out_dir, "model.onnx")
-    export_onnx(torch, net, onnx_path)
+    if args.eval_only:  # re-derive thresholds / metrics / package / fixtures from an existing model.onnx
+        import model as M
+        net = M.DRNet()
+    else:
+        t = time.time()
+        log("training")
+        net = train(torch, cfg, data["train"][0], data["train"][1])
+        timings["train_s"] = time.time() - t
+        export_onnx(torch, net, onnx_path)
     log("exported", onnx_path, os.path.getsize(onnx_path), "bytes sha256", sha256(onnx_path))
     sess = ort_session(onnx_path)
     val_out = predict(sess, data["val"][0])
@@ -407,6 +422,8 @@ def main():
     timings["total_s"] = time.time() - t_all
     report["timings_s"] = timings
     report_path = os.path.join(HERE, "quick_eval_report.json" if args.quick else "eval_report.json")
+    if args.eval_only and os.path.exists(report_path):
+        report["timings_s"] = dict(json.load(open(report_path)).get("timings_s", {}), eval_only_s=timings["total_s"])
     json.dump(report, open(report_path, "w"), indent=2)
     if not args.no_fixtures and (not args.quick or args.fixtures):
         import fixtures

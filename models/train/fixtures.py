@@ -62,9 +62,10 @@ def bomb_png():
 def build_all(fx_dir, onnx_path=None, th=None):
     os.makedirs(fx_dir, exist_ok=True)
     ref_dir = os.path.join(fx_dir, "reference")
-    if os.path.isdir(ref_dir):
-        shutil.rmtree(ref_dir)
-    os.makedirs(ref_dir)
+    os.makedirs(ref_dir, exist_ok=True)
+    for f in os.listdir(ref_dir):  # drop stale reference PNGs, keep other files
+        if f.endswith(".png"):
+            os.remove(os.path.join(ref_dir, f))
     brk = os.path.join(fx_dir, "broken")
     os.makedirs(brk, exist_ok=True)
     rows = []
@@ -109,6 +110,10 @@ def build_all(fx_dir, onnx_path=None, th=None):
                            "p_gradable": round(float(d["p_q"][0]), 4), "p_ref_dr": round(float(d["p_ref"][0]), 4),
                            "p_dme": round(float(d["p_dme"][0]), 4)}
     write_readme(fx_dir, rows)
+    here = os.path.dirname(os.path.abspath(__file__))
+    if os.path.exists(os.path.join(here, "fov_boxes.py")):  # reference FOV boxes for the Rust skew test
+        import fov_boxes
+        fov_boxes.main()
     if preds:
         json.dump(preds, open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixture_predictions.json"), "w"),
                   indent=1)
@@ -154,5 +159,7 @@ def write_readme(fx_dir, rows):
               "`reference/<stem>.png`: the 512x512 RGB8 output of `models/train/preprocess.py` "
               "(recipe `fov-crop-bilinear-v1`, before normalisation) for every image above, including "
               "`retina_skimage`. The Rust implementation should match these within +-1 per channel "
-              "(resampler rounding), which guards against training/serving skew.", ""]
+              "(resampler rounding), which guards against training/serving skew.",
+              "`reference/fov_boxes.csv` (written by `models/train/fov_boxes.py`): the inclusive field-of-view box "
+              "(left, top, right, bottom, decoded pixels) the recipe finds for each reference image.", ""]
     open(os.path.join(fx_dir, "README.md"), "w").write("\n".join(lines))

@@ -209,6 +209,16 @@ def card_text(th, metrics, val_metrics, info, checks, quick):
     ctab = "| true \\ pred | 0 | 1 | 2 | 3 | 4 |\n|---|---|---|---|---|---|\n" + "\n".join(
         f"| {i} | " + " | ".join(str(v) for v in row) + " |" for i, row in enumerate(conf))
     rp = checks.get("real_photo", {})
+    recall = ", ".join(f"grade {i} {row[i] / max(1, sum(row)):.2f}" for i, row in enumerate(conf))
+    missed = []
+    if m["qwk"] < 0.90:
+        missed.append(f"QWK ({m['qwk']:.3f}) misses its target: the short CPU training run mostly fails to separate "
+                      "grade 1 (a few microaneurysms) from grade 0 and grade 4 (fine new vessels) from grades 2-3")
+    if not (m["referable_sensitivity"] >= 0.95 and m["referable_specificity"] >= 0.90):
+        missed.append("the referable operating point misses its target")
+    if m["gradable_auc"] < 0.98:
+        missed.append("gradability AUC misses its target")
+    target_note = ("; ".join(missed) + ". The other targets are met.") if missed else "all are met."
 
     def rp_line(k):
         r = rp.get(k)
@@ -278,6 +288,9 @@ is set to catch at least 98% of ungradable validation images.
 Confusion matrix of ICDR grade on truly gradable test images (rows = truth):
 
 {ctab}
+
+Per-grade recall: {recall}. Targets set for this package were QWK >= 0.90, referable sensitivity >= 0.95 at
+specificity >= 0.90 and gradability AUC >= 0.98; {target_note}
 
 ## Sanity check on a real photograph
 `fixtures/retina_skimage.jpg` (normal left eye, CC0, shipped with scikit-image):
