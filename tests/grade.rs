@@ -67,10 +67,9 @@ fn real_photograph_is_gradable_and_low_grade_and_degraded_copies_are_not() {
     let sigma = image.width() as f32 * 0.015;
     let blurred = screener.grade_blocking(encode(image.blur(sigma)), Laterality::Left, None).unwrap();
     assert!(!blurred.quality.gradable, "blurred copy graded: {:?}", blurred.quality);
-    let dark = image::DynamicImage::ImageRgb8(image::ImageBuffer::from_fn(image.width(), image.height(), |x, y| {
-        let p = image.to_rgb8().get_pixel(x, y).0;
-        image::Rgb(p.map(|v| v / 4))
-    }));
+    let mut dark = image.to_rgb8();
+    dark.pixels_mut().for_each(|p| p.0 = p.0.map(|v| v / 4));
+    let dark = image::DynamicImage::ImageRgb8(dark);
     let dark = screener.grade_blocking(encode(dark), Laterality::Left, None).unwrap();
     assert!(!dark.quality.gradable, "darkened copy graded: {:?}", dark.quality);
     assert!(!dark.quality.reasons.is_empty());
