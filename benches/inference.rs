@@ -21,7 +21,7 @@ fn bench(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default().sample_size(20);
+    config = Criterion::default().without_plots().sample_size(20);
     targets = bench
 }
 criterion_main!(benches);

@@ -46,7 +46,7 @@ fn bench(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default().sample_size(30);
+    config = Criterion::default().without_plots().sample_size(30);
     targets = bench
 }
 criterion_main!(benches);
