@@ -112,8 +112,11 @@ async fn drive(
     let endpoint = format!("{url}/v1/grade");
     let warm_until = Instant::now() + Duration::from_secs(args.warmup);
     let stop_at = warm_until + Duration::from_secs(args.duration);
-    let tally =
-        Arc::new(Mutex::new(Tally { latency: Some(hdrhistogram::Histogram::new_with_bounds(1, 600_000_000, 3)?), ..Default::default() }));
+    let tally = Arc::new(Mutex::new(Tally {
+        latency: Some(hdrhistogram::Histogram::new_with_bounds(1, 600_000_000, 3)?),
+        rejected: Some(hdrhistogram::Histogram::new_with_bounds(1, 600_000_000, 3)?),
+        ..Default::default()
+    }));
     let counter = Arc::new(AtomicU64::new(0));
     let measured = Arc::new(AtomicU64::new(0));
     let limit = args.requests;

@@ -99,7 +99,11 @@ fn run(mut session: ModelSession, receiver: Receiver<Job>, normaliser: Normalise
                         total,
                         batch_size: n,
                     };
-                    match job.work {
+                    // Free the admission slot before answering, so a client that sends its
+                    // next request the moment this reply lands is not refused by a stale count.
+                    let Job { work, _admission: admission, .. } = job;
+                    drop(admission);
+                    match work {
                         Work::Prepared(prepared, reply) => {
                             let _ = reply.send(Ok(Scored { prepared, outputs, timings }));
                         }

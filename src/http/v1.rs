@@ -70,10 +70,6 @@ pub async fn grade(
             format!("Content-Type '{media}' is not accepted; send image/jpeg, image/png or image/tiff"),
         ));
     }
-    // Refuse before reading the body: an overloaded server answers in microseconds.
-    if state.service.saturated() {
-        return Err(ApiError::busy());
-    }
     let body = axum::body::to_bytes(request.into_body(), state.max_body_bytes).await.map_err(|_| {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -81,6 +77,12 @@ pub async fn grade(
             format!("the image is larger than {} bytes", state.max_body_bytes),
         )
     })?;
+    // The body is read before refusing: answering while the client is still sending makes
+    // the server close the connection, and the client sees a reset instead of the 503.
+    // Reading a few megabytes on a LAN costs milliseconds; decoding them is what is refused.
+    if state.service.saturated() {
+        return Err(ApiError::busy());
+    }
     let (finding, scored) = state.service.grade(body, laterality).await?;
     state.metrics.observe_image(&scored.timings, finding.quality.gradable);
     let mut response = Json(&finding).into_response();
@@ -95,9 +97,8 @@ pub async fn create_exam(
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Device, Role::Admin])?;
-    if state.service.saturated() {
-        return Err(ApiError::busy());
-    }
+    // No early refusal here (see `grade`): admission happens when the images are
+    // submitted, and a full queue answers 503 with nothing stored.
     let mut multipart = multipart.map_err(|e| from_rejection(e.status(), e.body_text()))?;
     let mut images = Vec::new();
     let mut metadata = ExamMetadata::default();
