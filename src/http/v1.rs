@@ -60,7 +60,6 @@ pub async fn grade(
     Query(q): Query<GradeQuery>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    caller.require(&[Role::Device, Role::Admin])?;
     let laterality = parse_laterality(q.laterality.as_deref())?;
     let media = media_type(request.headers());
     if !IMAGE_TYPES.contains(&media.as_str()) {
@@ -77,9 +76,11 @@ pub async fn grade(
             format!("the image is larger than {} bytes", state.max_body_bytes),
         )
     })?;
-    // The body is read before refusing: answering while the client is still sending makes
-    // the server close the connection, and the client sees a reset instead of the 503.
-    // Reading a few megabytes on a LAN costs milliseconds; decoding them is what is refused.
+    // The body is read before refusing (wrong role, full queue): answering while the
+    // client is still sending makes the server close the connection, and the client sees
+    // a reset instead of the status. Reading a few megabytes costs milliseconds; decoding
+    // them is what is refused.
+    caller.require(&[Role::Device, Role::Admin])?;
     if state.service.saturated() {
         return Err(ApiError::busy());
     }
@@ -96,9 +97,8 @@ pub async fn create_exam(
     caller: Caller,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<Response, ApiError> {
-    caller.require(&[Role::Device, Role::Admin])?;
-    // No early refusal here (see `grade`): admission happens when the images are
-    // submitted, and a full queue answers 503 with nothing stored.
+    // No early refusal here (see `grade`): the role is checked once the parts are read,
+    // admission happens when the images are submitted, and a full queue answers 503.
     let mut multipart = multipart.map_err(|e| from_rejection(e.status(), e.body_text()))?;
     let mut images = Vec::new();
     let mut metadata = ExamMetadata::default();
@@ -122,6 +122,7 @@ pub async fn create_exam(
             }
         }
     }
+    caller.require(&[Role::Device, Role::Admin])?;
     if images.is_empty() {
         return Err(ApiError::bad_request("no_images", "send at least one image part named left or right"));
     }
