@@ -42,10 +42,7 @@ impl FromRequestParts<AppState> for Caller {
         let Some(key) = presented else {
             return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "an API key is required (Authorization: Bearer <key>)"));
         };
-        let store = state.service.store.clone();
-        let found = tokio::task::spawn_blocking(move || store.verify_key(&key))
-            .await
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+        let found = state.store_call(move |store| store.verify_key(&key)).await?;
         found.map(Caller).ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "the API key is unknown or revoked"))
     }
 }

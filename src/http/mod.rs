@@ -32,6 +32,21 @@ pub struct AppState {
     pub max_body_bytes: usize,
 }
 
+impl AppState {
+    /// Runs a blocking store call on tokio's blocking pool (SQLite and file I/O must not
+    /// stall the async workers) and maps both failure layers to API errors.
+    pub async fn store_call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&crate::store::Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+    ) -> Result<T, error::ApiError> {
+        let store = self.service.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| error::ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+            .map_err(error::ApiError::from)
+    }
+}
+
 /// The full router.
 pub fn router(state: AppState) -> axum::Router {
     let body_limit = state.max_body_bytes.saturating_mul(4).saturating_add(64 * 1024);

@@ -144,10 +144,7 @@ pub async fn create_exam(
 
 /// `GET /v1/exams/{id}`.
 pub async fn get_exam(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let store = state.service.store.clone();
-    let exam = tokio::task::spawn_blocking(move || store.get_exam(&id))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+    let exam = state.store_call(move |store| store.get_exam(&id)).await?;
     match exam {
         Some(e) if caller.may_read(&e.submitted_by) => Ok(Json(e).into_response()),
         _ => Err(ApiError::not_found("exam")),
@@ -178,29 +175,20 @@ pub async fn list_exams(State(state): State<AppState>, caller: Caller, Query(q):
         limit: q.limit,
         offset: q.offset,
     };
-    let store = state.service.store.clone();
-    let exams = tokio::task::spawn_blocking(move || store.list_exams(&filter))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+    let exams = state.store_call(move |store| store.list_exams(&filter)).await?;
     Ok(Json(serde_json::json!({ "exams": exams, "count": exams.len(), "offset": q.offset.unwrap_or(0) })).into_response())
 }
 
 async fn readable_image(state: &AppState, caller: &Caller, id: String) -> Result<crate::store::StoredImage, ApiError> {
-    let store = state.service.store.clone();
-    let image = tokio::task::spawn_blocking(move || store.get_image(&id))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+    let image = state.store_call(move |store| store.get_image(&id)).await?;
     image.filter(|i| caller.may_read(&i.submitted_by)).ok_or_else(|| ApiError::not_found("image"))
 }
 
 /// `GET /v1/images/{id}`: the original bytes.
 pub async fn get_image(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
     let image = readable_image(&state, &caller, id).await?;
-    let store = state.service.store.clone();
     let sha = image.sha256.clone();
-    let bytes = tokio::task::spawn_blocking(move || store.read_blob(&sha))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+    let bytes = state.store_call(move |store| store.read_blob(&sha)).await?;
     Ok(([(header::CONTENT_TYPE, image.media_type)], Bytes::from(bytes)).into_response())
 }
 

@@ -13,8 +13,6 @@ pub mod tensor;
 
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
-
 pub use decode::{DecodeLimits, Format, SourceInfo};
 pub use fov::FieldOfView;
 pub use quality::{QualityLimits, QualityMeasures};
@@ -98,12 +96,4 @@ impl Preprocessor {
         let quality = QualityMeasures::measure(self.input_size as usize, &rgb);
         Ok(Prepared { rgb, source: decoded.source, fov, quality, preprocess_ms: start.elapsed().as_secs_f64() * 1e3 })
     }
-}
-
-/// Serialisable summary of how an image was prepared, reported with its finding.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct PreparationInfo {
-    pub recipe: String,
-    pub source: SourceInfo,
-    pub field_of_view_found: bool,
 }
