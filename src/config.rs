@@ -28,6 +28,29 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Seconds `serve` waits for admitted work to finish on shutdown.
     pub shutdown_drain_secs: u64,
+    /// The clinician review pages and agreement monitor.
+    pub review: ReviewConfig,
+}
+
+/// `[review]`: the clinician review pages.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReviewConfig {
+    /// Share (0 to 1) of `rescreen` exams put on the worklist for quality assurance.
+    pub qa_rescreen_share: f64,
+    /// A review session ends after this many seconds without a request.
+    pub session_idle_secs: u64,
+    /// Mark the session cookie `Secure` (set when drscreen is served over HTTPS,
+    /// e.g. behind the clinic's TLS proxy).
+    pub secure_cookies: bool,
+    /// The agreement monitor compares the model with the last N signed reviews.
+    pub agreement_window: u32,
+}
+
+impl Default for ReviewConfig {
+    fn default() -> Self {
+        Self { qa_rescreen_share: 0.1, session_idle_secs: 15 * 60, secure_cookies: false, agreement_window: 200 }
+    }
 }
 
 impl Default for Config {
@@ -42,6 +65,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("data"),
             shutdown_drain_secs: 30,
+            review: ReviewConfig::default(),
         }
     }
 }

@@ -23,5 +23,6 @@ pub mod model;
 pub mod pipeline;
 pub mod preprocess;
 pub mod report;
+pub mod review;
 pub mod service;
 pub mod store;

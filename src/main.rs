@@ -66,6 +66,18 @@ pub struct GlobalArgs {
     /// Data directory: SQLite database and image store [default: data].
     #[arg(long, global = true, env = "DRSCREEN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Share (0-1) of rescreen exams sampled onto the review worklist for QA [default: 0.1].
+    #[arg(long, global = true, env = "DRSCREEN_QA_RESCREEN_SHARE")]
+    pub qa_rescreen_share: Option<f64>,
+    /// Review sessions end after this many idle seconds [default: 900].
+    #[arg(long, global = true, env = "DRSCREEN_SESSION_IDLE_SECS")]
+    pub session_idle_secs: Option<u64>,
+    /// Mark the review session cookie Secure (when served over HTTPS) [default: false].
+    #[arg(long, global = true, env = "DRSCREEN_SECURE_COOKIES")]
+    pub secure_cookies: Option<bool>,
+    /// Signed reviews the agreement monitor looks back over [default: 200].
+    #[arg(long, global = true, env = "DRSCREEN_AGREEMENT_WINDOW")]
+    pub agreement_window: Option<u32>,
 }
 
 impl GlobalArgs {
@@ -107,6 +119,19 @@ impl GlobalArgs {
         }
         if let Some(v) = &self.data_dir {
             c.data_dir = v.clone();
+        }
+        if let Some(v) = self.qa_rescreen_share {
+            anyhow::ensure!((0.0..=1.0).contains(&v), "--qa-rescreen-share must be between 0 and 1, got {v}");
+            c.review.qa_rescreen_share = v;
+        }
+        if let Some(v) = self.session_idle_secs {
+            c.review.session_idle_secs = v;
+        }
+        if let Some(v) = self.secure_cookies {
+            c.review.secure_cookies = v;
+        }
+        if let Some(v) = self.agreement_window {
+            c.review.agreement_window = v;
         }
         Ok(c)
     }

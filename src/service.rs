@@ -143,13 +143,40 @@ impl ScreeningService {
     /// The heatmap PNG of a stored image: re-runs the deterministic preprocessing on the
     /// stored original to get the cropped field, then overlays the stored activation map.
     pub async fn heatmap_png(&self, sha256: String, cam: Vec<f32>, cam_shape: (usize, usize)) -> Result<Vec<u8>, ServiceError> {
+        self.field_png(sha256, Some((cam, cam_shape))).await
+    }
+
+    /// The cropped field of view the model saw, as PNG, with the heatmap overlaid when
+    /// `overlay` is given (same geometry either way, so the two can be toggled).
+    pub async fn field_png(&self, sha256: String, overlay: Option<(Vec<f32>, (usize, usize))>) -> Result<Vec<u8>, ServiceError> {
         let store = self.store.clone();
         let pre = self.screener.engine.preprocessor().clone();
         blocking(move || -> Result<Vec<u8>, ServiceError> {
             let bytes = store.read_blob(&sha256)?;
             let prepared = pre.prepare(&bytes).map_err(|e| ServiceError::Engine(e.into()))?;
             let side = pre.input_size as usize;
-            heatmap::png(side, &heatmap::overlay(side, &prepared.rgb, &cam, cam_shape)).map_err(ServiceError::Invalid)
+            match overlay {
+                Some((cam, cam_shape)) => heatmap::png(side, &heatmap::overlay(side, &prepared.rgb, &cam, cam_shape)),
+                None => heatmap::png(side, &prepared.rgb),
+            }
+            .map_err(ServiceError::Invalid)
+        })
+        .await?
+    }
+
+    /// A stored original in a form every browser shows: JPEG and PNG as stored, anything
+    /// else (TIFF) re-encoded losslessly as PNG. Returns (media type, bytes).
+    pub async fn viewable_original(&self, sha256: String, media_type: String) -> Result<(String, Vec<u8>), ServiceError> {
+        let store = self.store.clone();
+        blocking(move || -> Result<(String, Vec<u8>), ServiceError> {
+            let bytes = store.read_blob(&sha256)?;
+            if matches!(media_type.as_str(), "image/jpeg" | "image/jpg" | "image/png") {
+                return Ok((media_type, bytes));
+            }
+            let image = image::load_from_memory(&bytes).map_err(|e| ServiceError::Invalid(format!("stored image cannot be shown: {e}")))?;
+            let mut out = std::io::Cursor::new(Vec::new());
+            image.write_to(&mut out, image::ImageFormat::Png).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+            Ok(("image/png".into(), out.into_inner()))
         })
         .await?
     }

@@ -1,4 +1,5 @@
-//! `drscreen keys create --role ROLE`: prints a new API key once, on its last line.
+//! `drscreen keys create --role ROLE` prints a new API key once, on its last line;
+//! `drscreen keys revoke ID` revokes one (its review sessions end at once). Both are audited.
 
 use std::process::ExitCode;
 
@@ -15,6 +16,11 @@ pub enum KeysCommand {
         #[arg(long, value_enum)]
         role: Role,
     },
+    /// Revoke an API key by its id (the part after `drs_`).
+    Revoke {
+        /// The key id.
+        id: String,
+    },
 }
 
 pub fn run(global: &GlobalArgs, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
@@ -25,6 +31,14 @@ pub fn run(global: &GlobalArgs, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
             let (id, key) = store.create_key(role, "cli")?;
             println!("created {} key {id} in {}; store it now, it is not shown again:", role.as_str(), config.data_dir.display());
             println!("{key}");
+        }
+        KeysCommand::Revoke { id } => {
+            let store = Store::open(&config.data_dir)?;
+            if store.revoke_key(&id, "cli")? {
+                println!("revoked key {id}");
+            } else {
+                anyhow::bail!("no active key with id {id} in {}", config.data_dir.display());
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

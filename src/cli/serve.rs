@@ -25,6 +25,7 @@ pub fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         service: ScreeningService::new(screener, store),
         metrics: Arc::new(Default::default()),
         max_body_bytes: config.limits.max_bytes,
+        review: config.review.clone(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {

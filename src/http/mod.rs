@@ -8,6 +8,8 @@ pub mod error;
 pub mod kserve;
 pub mod metrics;
 pub mod openapi;
+pub mod pages;
+pub mod reviews;
 pub mod v1;
 
 use std::net::SocketAddr;
@@ -30,6 +32,7 @@ pub struct AppState {
     pub service: Arc<ScreeningService>,
     pub metrics: Arc<Metrics>,
     pub max_body_bytes: usize,
+    pub review: crate::config::ReviewConfig,
 }
 
 impl AppState {
@@ -62,7 +65,11 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/v1/exams/{id}", get(v1::get_exam))
         .route("/v1/images/{id}", get(v1::get_image))
         .route("/v1/images/{id}/heatmap.png", get(v1::heatmap))
+        .route("/v1/exams/{id}/reviews", post(reviews::create).get(reviews::list))
+        .route("/v1/audit", get(reviews::audit))
+        .route("/v1/agreement", get(reviews::agreement_json))
         .merge(kserve::routes())
+        .merge(pages::routes())
         .fallback(|| async { error::ApiError::not_found("route") })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))

@@ -12,7 +12,7 @@ pub fn document() -> serde_json::Value {
         "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
         "image/png": {"schema": {"type": "string", "format": "binary"}},
         "image/tiff": {"schema": {"type": "string", "format": "binary"}}}});
-    serde_json::json!({
+    let mut doc = serde_json::json!({
         "openapi": "3.1.0",
         "info": {"title": "drscreen", "version": env!("CARGO_PKG_VERSION"),
                  "description": "Diabetic-retinopathy screening of fundus photographs. Every result names the model (name, version, sha256)."},
@@ -58,6 +58,46 @@ pub fn document() -> serde_json::Value {
                 "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
                 "responses": {"200": {"description": "PNG"}, "404": err("not found")}}}
         }
+    });
+    if let (Some(paths), serde_json::Value::Object(more)) = (doc["paths"].as_object_mut(), review_paths()) {
+        paths.extend(more);
+    }
+    doc
+}
+
+/// The review endpoints (a separate literal: one `json!` this size exceeds the macro
+/// recursion limit).
+fn review_paths() -> serde_json::Value {
+    let err = |d: &str| serde_json::json!({"description": d, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
+    serde_json::json!({
+            "/v1/exams/{id}/reviews": {
+                "post": {"summary": "Save a review draft, sign off (sign: true) or amend a signed review (amendment_reason) (clinician)",
+                    "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["eyes", "outcome"],
+                        "properties": {
+                            "eyes": {"type": "object", "description": "keyed by right/left/unspecified",
+                                "additionalProperties": {"type": "object", "properties": {
+                                    "grade": {"type": ["integer", "null"], "minimum": 0, "maximum": 4, "description": "null = ungradable"},
+                                    "dme": {"type": ["boolean", "null"]}}}},
+                            "outcome": {"type": "string", "enum": ["urgent_referral", "referral", "rescreen", "ungradable"]},
+                            "note": {"type": "string"}, "sign": {"type": "boolean"},
+                            "amendment_reason": {"type": "string"}, "base_version": {"type": "integer"}}}}}},
+                    "responses": {"201": {"description": "the version written"}, "403": err("not a clinician"), "404": err("no such exam"),
+                        "409": err("amendment_reason_required or review_conflict"), "422": err("invalid review")}},
+                "get": {"summary": "Every version of the exam's review (clinician, admin)",
+                    "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+                    "responses": {"200": {"description": "versions, oldest first"}, "404": err("no such exam")}}},
+            "/v1/audit": {"get": {"summary": "Audit log, newest first (admin)",
+                "parameters": [
+                    {"name": "actor", "in": "query", "schema": {"type": "string"}},
+                    {"name": "action", "in": "query", "schema": {"type": "string"}, "description": "an action or a family, e.g. review"},
+                    {"name": "object", "in": "query", "schema": {"type": "string"}},
+                    {"name": "before", "in": "query", "schema": {"type": "integer"}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 1000}}],
+                "responses": {"200": {"description": "events"}, "403": err("not an admin")}}},
+            "/v1/agreement": {"get": {"summary": "Model vs clinician agreement over the last N signed reviews (clinician, admin)",
+                "parameters": [{"name": "last", "in": "query", "schema": {"type": "integer"}}],
+                "responses": {"200": {"description": "kappa, confusion matrix, referable sensitivity/specificity, weekly trend"}}}}
     })
 }
 

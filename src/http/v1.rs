@@ -146,7 +146,14 @@ pub async fn create_exam(
 pub async fn get_exam(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
     let exam = state.store_call(move |store| store.get_exam(&id)).await?;
     match exam {
-        Some(e) if caller.may_read(&e.submitted_by) => Ok(Json(e).into_response()),
+        Some(e) if caller.may_read(&e.submitted_by) => {
+            // A clinician or admin opening a patient's result is a clinical access: audited.
+            if caller.0.role != Role::Device {
+                let (actor, object) = (caller.0.id.clone(), e.id.clone());
+                state.store_call(move |store| store.audit(&actor, "exam.view", Some(&object), Some("api"))).await?;
+            }
+            Ok(Json(e).into_response())
+        }
         _ => Err(ApiError::not_found("exam")),
     }
 }

@@ -1,6 +1,7 @@
 //! Reports built from results: validation metrics (`metrics`), the acceptance-test
 //! report with its plots (`validation`).
 
+pub mod agreement;
 pub mod heatmap;
 pub mod metrics;
 pub mod plots;

@@ -3,7 +3,7 @@
 
 use rusqlite::Connection;
 
-const MIGRATIONS: [&str; 1] = [
+const MIGRATIONS: [&str; 2] = [
     // 1: exams, images, API keys, append-only audit log.
     "CREATE TABLE exams (
         id TEXT PRIMARY KEY,
@@ -50,6 +50,30 @@ const MIGRATIONS: [&str; 1] = [
     );
     CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
+    // 2: clinician reviews (versioned; a signed version is locked) and review-page sessions.
+    "CREATE TABLE reviews (
+        exam_id TEXT NOT NULL REFERENCES exams(id),
+        version INTEGER NOT NULL,
+        reviewer TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        signed_at TEXT,
+        amends INTEGER,
+        amendment_reason TEXT,
+        body_json TEXT NOT NULL,
+        PRIMARY KEY (exam_id, version)
+    );
+    CREATE INDEX reviews_by_sign_time ON reviews(signed_at);
+    CREATE TRIGGER reviews_signed_are_locked BEFORE UPDATE ON reviews WHEN OLD.signed_at IS NOT NULL
+        BEGIN SELECT RAISE(ABORT, 'a signed review is locked; amend it instead'); END;
+    CREATE TRIGGER reviews_no_delete BEFORE DELETE ON reviews BEGIN SELECT RAISE(ABORT, 'reviews are never deleted'); END;
+    CREATE TABLE sessions (
+        token_hash TEXT PRIMARY KEY,
+        key_id TEXT NOT NULL REFERENCES api_keys(id),
+        csrf TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        last_seen_unix INTEGER NOT NULL
+    );",
 ];
 
 /// Brings the schema up to date.

@@ -6,6 +6,11 @@
 //! here and nowhere else: never logged.
 
 mod migrations;
+mod reviews;
+mod sessions;
+
+pub use reviews::ReviewSaveError;
+pub use sessions::Session;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -49,7 +54,7 @@ impl Role {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    pub fn parse(s: &str) -> Option<Self> {
         [Self::Device, Self::Clinician, Self::Admin].into_iter().find(|r| r.as_str() == s)
     }
 }
@@ -102,6 +107,9 @@ pub struct StoredExam {
     pub result: serde_json::Value,
 }
 
+/// One stored image of an exam: (image id, laterality, view, finding JSON).
+pub type ExamImageRow = (String, String, Option<String>, serde_json::Value);
+
 /// A stored image.
 #[derive(Debug, Clone)]
 pub struct StoredImage {
@@ -126,6 +134,29 @@ pub struct ExamFilter {
     pub submitted_by: Option<String>,
     pub limit: Option<u32>,
     pub offset: Option<u32>,
+}
+
+/// Filters for the audit log.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct AuditQuery {
+    pub actor: Option<String>,
+    /// An action ("review.sign") or a family ("review").
+    pub action: Option<String>,
+    pub object: Option<String>,
+    pub before: Option<i64>,
+    pub limit: Option<u32>,
+}
+
+/// Filters for the review worklist.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct WorklistFilter {
+    pub outcome: Option<String>,
+    pub reviewed: Option<bool>,
+    /// RFC 3339 or a date; exams created at or after it.
+    pub from: Option<String>,
+    /// Exams created before it.
+    pub until: Option<String>,
+    pub limit: Option<u32>,
 }
 
 /// Handle to the store; clone freely.
@@ -389,6 +420,89 @@ impl Store {
             }))
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Audit events, newest first, filtered; `before` pages backwards by sequence number.
+    pub fn audit_query(&self, q: &AuditQuery) -> Result<Vec<serde_json::Value>, StoreError> {
+        let mut sql = String::from("SELECT seq, at, actor, action, object, detail FROM audit WHERE 1=1");
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        if let Some(b) = q.before {
+            sql.push_str(" AND seq < ?");
+            args.push(b.into());
+        }
+        for (column, value) in [("actor", &q.actor), ("object", &q.object)] {
+            if let Some(v) = value {
+                sql.push_str(&format!(" AND {column} = ?"));
+                args.push(v.clone().into());
+            }
+        }
+        if let Some(a) = &q.action {
+            // "review" matches review.save, review.sign, ...
+            sql.push_str(" AND (action = ? OR action LIKE ? ESCAPE '\\')");
+            args.push(a.clone().into());
+            args.push(format!("{}.%", a.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")).into());
+        }
+        sql.push_str(" ORDER BY seq DESC LIMIT ?");
+        args.push(i64::from(q.limit.unwrap_or(100).clamp(1, 1000)).into());
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
+            Ok(serde_json::json!({
+                "seq": r.get::<_, i64>(0)?, "at": r.get::<_, String>(1)?, "actor": r.get::<_, String>(2)?,
+                "action": r.get::<_, String>(3)?, "object": r.get::<_, Option<String>>(4)?, "detail": r.get::<_, Option<String>>(5)?,
+            }))
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Exams that may need a human, most urgent first, oldest first within an outcome:
+    /// every flagged exam plus `rescreen` exams (the caller samples those for QA).
+    pub fn worklist_candidates(&self, f: &WorklistFilter) -> Result<Vec<StoredExam>, StoreError> {
+        let mut sql = format!("SELECT {} FROM exams WHERE (flagged = 1 OR outcome = 'rescreen')", Self::EXAM_COLUMNS);
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        if let Some(o) = &f.outcome {
+            sql.push_str(" AND outcome = ?");
+            args.push(o.clone().into());
+        }
+        if let Some(r) = f.reviewed {
+            sql.push_str(" AND reviewed = ?");
+            args.push(i64::from(r).into());
+        }
+        if let Some(d) = &f.from {
+            sql.push_str(" AND created_at >= ?");
+            args.push(d.clone().into());
+        }
+        if let Some(d) = &f.until {
+            sql.push_str(" AND created_at < ?");
+            args.push(d.clone().into());
+        }
+        sql.push_str(
+            " ORDER BY CASE outcome WHEN 'urgent_referral' THEN 0 WHEN 'referral' THEN 1 WHEN 'ungradable' THEN 2 ELSE 3 END, created_at, id LIMIT ?",
+        );
+        args.push(i64::from(f.limit.unwrap_or(500).min(2000)).into());
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(&sql)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(Self::exam_from_row(&conn, row)?);
+        }
+        Ok(out)
+    }
+
+    /// An exam's images in upload order.
+    pub fn exam_images(&self, exam_id: &str) -> Result<Vec<ExamImageRow>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached("SELECT id, laterality, view, finding_json FROM images WHERE exam_id = ?1 ORDER BY idx")?;
+        let rows =
+            stmt.query_map([exam_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?, r.get::<_, String>(3)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, lat, view, finding) = row?;
+            let finding = serde_json::from_str(&finding).map_err(|e| StoreError::Corrupt(format!("image finding: {e}")))?;
+            out.push((id, lat, view, finding));
+        }
+        Ok(out)
     }
 
     /// Creates an API key; returns (key id, the full secret key, shown once).

@@ -1,0 +1,421 @@
+//! The case view: both eyes side by side (right eye on the viewer's left, as in clinic),
+//! every image with the model's heatmap overlay (toggle with the checkbox or `h`), the
+//! quality measures and reasons, the model's grades and probabilities, the exam outcome
+//! with its rule in words, the review history and the review form (save a draft, sign
+//! off, or amend a signed review). Opening a case is audited as `exam.view`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::html::{csrf_field, esc, grade_text, num3, outcome_badge, outcome_label, page, pct};
+use super::{ReviewSession, error_page};
+use crate::http::AppState;
+use crate::http::reviews::save_review;
+use crate::review::{EyeReview, Review, ReviewInput, ReviewState, outcome_rule_in_words};
+use crate::store::{Role, StoredExam};
+
+const EYE_ORDER: [(&str, &str); 3] = [("right", "Right eye (OD)"), ("left", "Left eye (OS)"), ("unspecified", "Eye not stated")];
+const OUTCOMES: [&str; 4] = ["urgent_referral", "referral", "rescreen", "ungradable"];
+
+use crate::store::ExamImageRow as ImageRow;
+
+#[derive(Deserialize, Default)]
+pub struct Flash {
+    saved: Option<u32>,
+    signed: Option<bool>,
+}
+
+/// `GET /review/exams/{id}`.
+pub async fn show(State(state): State<AppState>, user: ReviewSession, Path(id): Path<String>, Query(flash): Query<Flash>) -> Response {
+    let banner = flash.saved.map(|v| {
+        let what = if flash.signed == Some(true) { "signed off" } else { "saved as a draft" };
+        ("ok", format!("Review version {v} {what}."))
+    });
+    render(&state, &user, id, banner, StatusCode::OK, None, true).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn render(
+    state: &AppState,
+    user: &ReviewSession,
+    exam_id: String,
+    banner: Option<(&str, String)>,
+    status: StatusCode,
+    form_values: Option<ReviewInput>,
+    audit_view: bool,
+) -> Response {
+    let actor = user.session.key.id.clone();
+    let loaded = state
+        .store_call(move |store| {
+            let Some(exam) = store.get_exam(&exam_id)? else {
+                return Ok(None);
+            };
+            let images = store.exam_images(&exam_id)?;
+            let reviews = store.reviews(&exam_id)?;
+            if audit_view {
+                store.audit(&actor, "exam.view", Some(&exam_id), Some("review page"))?;
+            }
+            Ok(Some((exam, images, reviews)))
+        })
+        .await;
+    let (exam, images, reviews) = match loaded {
+        Ok(Some(found)) => found,
+        Ok(None) => return error_page(StatusCode::NOT_FOUND, Some(&user.session), "Exam not found", "No exam has that id."),
+        Err(e) => return e.into_response(),
+    };
+    let body = case_body(user, &exam, &images, &reviews, banner, form_values.as_ref());
+    (status, Html(page("Case", Some(&user.session), &body))).into_response()
+}
+
+fn case_body(
+    user: &ReviewSession,
+    exam: &StoredExam,
+    images: &[ImageRow],
+    reviews: &[Review],
+    banner: Option<(&str, String)>,
+    form_values: Option<&ReviewInput>,
+) -> String {
+    let r = &exam.result;
+    let mut b = String::new();
+    if let Some((cls, msg)) = banner {
+        let _ = write!(b, r#"<p class="banner {cls}" id="banner">{}</p>"#, esc(&msg));
+    }
+    let model = &r["model"];
+    let _ = write!(
+        b,
+        r#"<h1>Exam {ext} {badge}</h1>
+<dl class="meta"><dt>Received</dt><dd>{at}</dd><dt>Patient</dt><dd>{patient}</dd><dt>Exam id</dt><dd><code>{id}</code></dd>
+<dt>Model</dt><dd>{mname} {mver} <code title="sha256">{msha}</code></dd><dt>Review</dt><dd>{state}</dd></dl>"#,
+        ext = esc(exam.external_exam_ref.as_deref().unwrap_or("")),
+        badge = outcome_badge(&exam.outcome),
+        at = esc(&exam.created_at),
+        patient = esc(exam.patient_ref.as_deref().unwrap_or("–")),
+        id = esc(&exam.id),
+        mname = esc(model["name"].as_str().unwrap_or("?")),
+        mver = esc(model["version"].as_str().unwrap_or("?")),
+        msha = esc(model["sha256"].as_str().map(|s| &s[..s.len().min(16)]).unwrap_or("?")),
+        state = if exam.reviewed { "signed" } else { "not signed" },
+    );
+    let (condition, why) = outcome_rule_in_words(&exam.outcome).unwrap_or(("", ""));
+    let _ = write!(
+        b,
+        r#"<section class="rule"><h2>Model outcome: {label}</h2><p>Rule applied: <b>{cond}</b> → {label}: {why}.</p>{recall}</section>"#,
+        label = outcome_label(&exam.outcome),
+        cond = esc(condition),
+        why = esc(why),
+        recall = r["recall_months"].as_u64().map(|m| format!("<p>Recall in {m} months.</p>")).unwrap_or_default(),
+    );
+    b.push_str(r#"<input type="checkbox" id="heatmap-toggle" class="toggle"><label for="heatmap-toggle" class="toggle-label">Show model heatmap (<kbd>h</kbd>)</label><div class="eyes">"#);
+    let eyes = r["eyes"].as_array().cloned().unwrap_or_default();
+    for (lat, title) in EYE_ORDER {
+        let Some(eye) = eyes.iter().find(|e| e["laterality"] == lat) else { continue };
+        let dme = match eye["dme"].as_bool() {
+            Some(true) => "macular oedema",
+            Some(false) => "no macular oedema",
+            None => "macular oedema not assessed",
+        };
+        let _ = write!(
+            b,
+            r#"<section class="eye {lat}"><h2>{title}</h2><p class="eye-summary">Model: <b>{grade}</b>, {dme}{ungradable}</p>"#,
+            grade = esc(&grade_text(eye["grade"].as_u64())),
+            ungradable = if eye["gradable"] == false { " (no gradable image)" } else { "" },
+        );
+        for (id, _, view, finding) in images.iter().filter(|(_, l, _, _)| l == lat) {
+            image_card(&mut b, id, view.as_deref(), finding);
+        }
+        b.push_str("</section>");
+    }
+    b.push_str("</div>");
+    history(&mut b, reviews);
+    if user.session.key.role == Role::Clinician {
+        review_form(&mut b, user, exam, &eyes, reviews.last(), form_values);
+    } else {
+        b.push_str(r#"<p class="hint">Only clinician keys can review and sign.</p>"#);
+    }
+    b
+}
+
+fn image_card(b: &mut String, id: &str, view: Option<&str>, f: &serde_json::Value) {
+    let q = &f["quality"];
+    let _ = write!(
+        b,
+        r#"<figure class="fundus"><a href="/review/images/{id}/original" target="_blank" rel="noopener" title="Open the original at full size">
+<img class="field" src="/review/images/{id}/field.png" alt="fundus photograph" width="512" height="512">
+<img class="heat" src="/review/images/{id}/heatmap.png" alt="model heatmap" width="512" height="512"></a>
+<figcaption><p>{view}{decision}</p>"#,
+        id = esc(id),
+        view = view.map(|v| format!("{}-centred · ", esc(v))).unwrap_or_default(),
+        decision = esc(&f["decision"].as_str().unwrap_or("?").replace('_', " ")),
+    );
+    let gradable = q["gradable"] == true;
+    let _ = write!(
+        b,
+        r#"<p>Quality: <b>{verdict}</b> (P(gradable) {score}){reasons}</p>"#,
+        verdict = if gradable { "gradable" } else { "ungradable" },
+        score = num3(q["score"].as_f64()),
+        reasons = q["reasons"]
+            .as_array()
+            .filter(|r| !r.is_empty())
+            .map(|r| format!(", reasons: {}", esc(&r.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", "))))
+            .unwrap_or_default(),
+    );
+    if let Some(dr) = f["dr"].as_object() {
+        let probs = dr.get("probabilities").and_then(|p| p.as_array()).cloned().unwrap_or_default();
+        let _ = write!(
+            b,
+            r#"<table class="probs"><tr><th>ICDR grade</th>{}</tr><tr><th>P</th>{}</tr></table>"#,
+            (0..probs.len()).map(|g| format!("<td>{g}</td>")).collect::<String>(),
+            probs.iter().map(|p| format!("<td>{}</td>", pct(p.as_f64()))).collect::<String>()
+        );
+        let _ = write!(
+            b,
+            "<p>Model grade <b>{}</b>; P(referable) {}; P(DME) {}</p>",
+            esc(&grade_text(dr.get("grade").and_then(|g| g.as_u64()))),
+            pct(dr.get("referable_probability").and_then(|p| p.as_f64())),
+            pct(f["dme"]["probability"].as_f64()),
+        );
+    }
+    if let Some(m) = q["measures"].as_object() {
+        b.push_str(r#"<details><summary>Quality measures</summary><table class="measures">"#);
+        for (k, v) in m {
+            let shown = v.as_f64().map_or_else(|| v.to_string(), |x| format!("{x:.3}"));
+            let _ = write!(b, "<tr><th>{}</th><td>{}</td></tr>", esc(&k.replace('_', " ")), esc(&shown));
+        }
+        b.push_str("</table></details>");
+    }
+    b.push_str("</figcaption></figure>");
+}
+
+fn eyes_text(eyes: &BTreeMap<String, EyeReview>) -> String {
+    eyes.iter()
+        .map(|(lat, e)| {
+            let dme = match e.dme {
+                Some(true) => ", DME",
+                _ => "",
+            };
+            format!("{lat}: {}{dme}", e.grade.map_or("ungradable".into(), |g| g.to_string()))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn history(b: &mut String, reviews: &[Review]) {
+    if reviews.is_empty() {
+        return;
+    }
+    b.push_str(r#"<section class="history"><h2>Review history</h2><table id="review-history"><thead><tr><th>Version</th><th>State</th><th>Reviewer</th><th>Eyes</th><th>Outcome</th><th>Note</th><th>Signed</th></tr></thead><tbody>"#);
+    for r in reviews {
+        let _ = write!(
+            b,
+            r#"<tr class="{state}"><td>{v}{amends}</td><td>{state}</td><td>{who}</td><td>{eyes}</td><td>{outcome}</td><td>{note}{reason}</td><td>{signed}</td></tr>"#,
+            v = r.version,
+            amends = r.amends.map(|a| format!(" (amends {a})")).unwrap_or_default(),
+            state = if r.state == ReviewState::Signed { "signed" } else { "draft" },
+            who = esc(&r.reviewer),
+            eyes = esc(&eyes_text(&r.eyes)),
+            outcome = outcome_label(&r.outcome),
+            note = esc(&r.note),
+            reason = r.amendment_reason.as_ref().map(|x| format!("<br><i>Amendment: {}</i>", esc(x))).unwrap_or_default(),
+            signed = esc(r.signed_at.as_deref().unwrap_or("–")),
+        );
+    }
+    b.push_str("</tbody></table></section>");
+}
+
+fn review_form(
+    b: &mut String,
+    user: &ReviewSession,
+    exam: &StoredExam,
+    eyes: &[serde_json::Value],
+    latest: Option<&Review>,
+    values: Option<&ReviewInput>,
+) {
+    let amending = latest.is_some_and(|r| r.state == ReviewState::Signed);
+    // Prefill: what was just submitted (after a refusal), else the latest version: the open
+    // draft, or for an amendment the signed reading, so only what changes is edited.
+    let prefill_eyes = values.map(|v| v.eyes.clone()).or_else(|| latest.map(|r| r.eyes.clone())).unwrap_or_default();
+    let prefill_outcome = values.map(|v| v.outcome.clone()).or_else(|| latest.map(|r| r.outcome.clone())).unwrap_or_default();
+    let prefill_note = values
+        .map(|v| v.note.clone())
+        .or_else(|| latest.filter(|r| r.state == ReviewState::Draft).map(|r| r.note.clone()))
+        .unwrap_or_default();
+    let _ = write!(
+        b,
+        r#"<section class="review-form"><h2>{title}</h2><form method="post" action="/review/exams/{id}/review" id="review-form">{csrf}
+<input type="hidden" name="base_version" value="{base}"><div class="form-eyes">"#,
+        title = if amending { "Amend the signed review" } else { "Your review" },
+        id = esc(&exam.id),
+        csrf = csrf_field(&user.session),
+        base = latest.map_or(0, |r| r.version),
+    );
+    for (lat, title) in EYE_ORDER {
+        if !eyes.iter().any(|e| e["laterality"] == lat) {
+            continue;
+        }
+        let current = prefill_eyes.get(lat);
+        let grade_value = match current {
+            Some(EyeReview { grade: Some(g), .. }) => g.to_string(),
+            Some(EyeReview { grade: None, .. }) => "ungradable".into(),
+            None => String::new(),
+        };
+        let dme_value = match current.and_then(|e| e.dme) {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "",
+        };
+        let grade_opts: String = [("", "— choose —")]
+            .into_iter()
+            .map(|(v, l)| (v.to_string(), l.to_string()))
+            .chain((0..5u64).map(|g| (g.to_string(), grade_text(Some(g)))))
+            .chain([("ungradable".to_string(), "Ungradable".to_string())])
+            .map(|(v, l)| {
+                format!(r#"<option value="{v}"{sel}>{l}</option>"#, sel = if v == grade_value { " selected" } else { "" }, l = esc(&l))
+            })
+            .collect();
+        let dme_opts: String = [("", "— choose —"), ("no", "No macular oedema"), ("yes", "Macular oedema")]
+            .iter()
+            .map(|(v, l)| format!(r#"<option value="{v}"{sel}>{l}</option>"#, sel = if *v == dme_value { " selected" } else { "" }))
+            .collect();
+        let _ = write!(
+            b,
+            r#"<fieldset><legend>{title}</legend><label>ICDR grade <select name="{lat}_grade" id="{lat}_grade">{grade_opts}</select></label>
+<label>Macular oedema <select name="{lat}_dme" id="{lat}_dme">{dme_opts}</select></label></fieldset>"#
+        );
+    }
+    let outcome_opts: String = OUTCOMES
+        .iter()
+        .map(|o| {
+            format!(
+                r#"<option value="{o}"{sel}>{l}</option>"#,
+                sel = if *o == prefill_outcome { " selected" } else { "" },
+                l = outcome_label(o)
+            )
+        })
+        .collect();
+    let _ = write!(
+        b,
+        r#"</div><label>Final outcome <select name="outcome" id="outcome" required><option value="">— choose —</option>{outcome_opts}</select></label>
+<label>Note <textarea name="note" id="note" rows="3" maxlength="4000">{note}</textarea></label>{amend}
+<div class="actions">{save}<button type="submit" name="action" value="sign" id="sign-off">Sign off</button></div></form></section>"#,
+        note = esc(&prefill_note),
+        amend = if amending {
+            r#"<label>Reason for the amendment <textarea name="amendment_reason" id="amendment_reason" rows="2" maxlength="4000" required></textarea></label>"#
+        } else {
+            ""
+        },
+        save = if amending { "" } else { r#"<button type="submit" name="action" value="save" id="save-draft">Save draft</button>"# },
+    );
+}
+
+fn form_to_input(form: &[(String, String)]) -> Result<ReviewInput, String> {
+    let get = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim().to_string());
+    let mut eyes = BTreeMap::new();
+    for (lat, _) in EYE_ORDER {
+        let Some(grade) = get(&format!("{lat}_grade")).filter(|g| !g.is_empty()) else { continue };
+        let dme = match get(&format!("{lat}_dme")).as_deref() {
+            Some("yes") => Some(true),
+            Some("no") => Some(false),
+            _ => None,
+        };
+        let reading = if grade == "ungradable" {
+            EyeReview { grade: None, dme: None }
+        } else {
+            let g: u8 = grade.parse().map_err(|_| format!("{lat} eye: '{grade}' is not an ICDR grade"))?;
+            EyeReview { grade: Some(g), dme }
+        };
+        eyes.insert(lat.to_string(), reading);
+    }
+    Ok(ReviewInput {
+        eyes,
+        outcome: get("outcome").unwrap_or_default(),
+        note: get("note").unwrap_or_default(),
+        sign: get("action").as_deref() == Some("sign"),
+        amendment_reason: get("amendment_reason").filter(|r| !r.is_empty()),
+        base_version: get("base_version").and_then(|v| v.parse().ok()),
+    })
+}
+
+/// `POST /review/exams/{id}/review`.
+pub async fn submit(
+    State(state): State<AppState>,
+    user: ReviewSession,
+    Path(id): Path<String>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    if let Err(refused) = user.check_csrf(form.iter().find(|(k, _)| k == "csrf").map(|(_, v)| v.as_str())) {
+        return *refused;
+    }
+    if let Err(refused) = user.require(&[Role::Clinician]) {
+        return *refused;
+    }
+    let input = match form_to_input(&form) {
+        Ok(i) => i,
+        Err(msg) => return render(&state, &user, id, Some(("error", msg)), StatusCode::UNPROCESSABLE_ENTITY, None, false).await,
+    };
+    match save_review(&state, id.clone(), user.session.key.id.clone(), input.clone()).await {
+        Ok(review) => {
+            let signed = review.state == ReviewState::Signed;
+            Redirect::to(&format!("/review/exams/{}?saved={}&signed={signed}", review.exam_id, review.version)).into_response()
+        }
+        Err(e) if e.status == StatusCode::NOT_FOUND => {
+            error_page(StatusCode::NOT_FOUND, Some(&user.session), "Exam not found", "No exam has that id.")
+        }
+        Err(e) => render(&state, &user, id, Some(("error", format!("{} ({})", e.message, e.code))), e.status, Some(input), false).await,
+    }
+}
+
+async fn stored_image(state: &AppState, id: String) -> Result<crate::store::StoredImage, Response> {
+    match state.store_call(move |store| store.get_image(&id)).await {
+        Ok(Some(image)) => Ok(image),
+        Ok(None) => Err((StatusCode::NOT_FOUND, "image not found").into_response()),
+        Err(e) => Err(e.into_response()),
+    }
+}
+
+fn png(bytes: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, "private, max-age=600")], bytes).into_response()
+}
+
+/// `GET /review/images/{id}/field.png`: the field of view the model saw.
+pub async fn field_png(State(state): State<AppState>, _user: ReviewSession, Path(id): Path<String>) -> Response {
+    let image = match stored_image(&state, id).await {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    match state.service.field_png(image.sha256, None).await {
+        Ok(bytes) => png(bytes),
+        Err(e) => crate::http::error::ApiError::from(e).into_response(),
+    }
+}
+
+/// `GET /review/images/{id}/heatmap.png`: the same field with the model's heatmap.
+pub async fn heatmap_png(State(state): State<AppState>, _user: ReviewSession, Path(id): Path<String>) -> Response {
+    let image = match stored_image(&state, id).await {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    match state.service.heatmap_png(image.sha256, image.cam, image.cam_shape).await {
+        Ok(bytes) => png(bytes),
+        Err(e) => crate::http::error::ApiError::from(e).into_response(),
+    }
+}
+
+/// `GET /review/images/{id}/original`: the original photograph at full size.
+pub async fn original(State(state): State<AppState>, _user: ReviewSession, Path(id): Path<String>) -> Response {
+    let image = match stored_image(&state, id).await {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    match state.service.viewable_original(image.sha256, image.media_type).await {
+        Ok((media_type, bytes)) => {
+            ([(header::CONTENT_TYPE, media_type), (header::CACHE_CONTROL, "private, max-age=600".into())], bytes).into_response()
+        }
+        Err(e) => crate::http::error::ApiError::from(e).into_response(),
+    }
+}

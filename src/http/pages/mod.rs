@@ -1,0 +1,153 @@
+//! The clinician review pages under `/review`: sign-in with a clinician key exchanged for
+//! a session cookie (HttpOnly, SameSite=Strict, idle timeout, CSRF token on every
+//! form), the worklist, the case view with heatmaps and the review form, the audit log
+//! (admin) and the agreement monitor. Server-rendered HTML; the rules live in
+//! `crate::review` and the store, shared with the JSON API.
+
+mod agreement;
+mod audit;
+mod case;
+pub mod html;
+mod login;
+mod worklist;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+
+use super::AppState;
+use crate::store::{Role, Session};
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "drs_session";
+/// The sign-in form's double-submit CSRF cookie.
+pub const LOGIN_CSRF_COOKIE: &str = "drs_login_csrf";
+
+/// The review routes.
+pub fn routes() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/review", get(worklist::show))
+        .route("/review/login", get(login::form).post(login::submit))
+        .route("/review/logout", post(login::logout))
+        .route("/review/exams/{id}", get(case::show))
+        .route("/review/exams/{id}/review", post(case::submit))
+        .route("/review/images/{id}/field.png", get(case::field_png))
+        .route("/review/images/{id}/heatmap.png", get(case::heatmap_png))
+        .route("/review/images/{id}/original", get(case::original))
+        .route("/review/audit", get(audit::show))
+        .route("/review/agreement", get(agreement::show))
+        .route("/review/static/review.css", get(|| async { static_file("text/css; charset=utf-8", include_str!("static/review.css")) }))
+        .route(
+            "/review/static/review.js",
+            get(|| async { static_file("text/javascript; charset=utf-8", include_str!("static/review.js")) }),
+        )
+        .layer(axum::middleware::map_response(security_headers))
+}
+
+fn static_file(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "public, max-age=300")], body).into_response()
+}
+
+/// Pages hold patient data: no caching, no framing, no referrer, scripts only from us.
+async fn security_headers(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    response
+}
+
+/// A cookie's value from the request.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+/// A `Set-Cookie` value with the attributes every drscreen cookie carries.
+pub fn set_cookie(name: &str, value: &str, path: &str, secure: bool, max_age: Option<u64>) -> String {
+    let mut c = format!("{name}={value}; Path={path}; HttpOnly; SameSite=Strict");
+    if secure {
+        c.push_str("; Secure");
+    }
+    if let Some(age) = max_age {
+        c.push_str(&format!("; Max-Age={age}"));
+    }
+    c
+}
+
+/// An HTML error page with a status.
+pub fn error_page(status: StatusCode, session: Option<&Session>, title: &str, message: &str) -> Response {
+    let body = format!(
+        r#"<h1>{}</h1><p class="error">{}</p><p><a href="/review">Back to the worklist</a></p>"#,
+        html::esc(title),
+        html::esc(message)
+    );
+    (status, Html(html::page(title, session, &body))).into_response()
+}
+
+/// A signed-in clinician or admin. Pages that need one redirect to sign-in otherwise.
+pub struct ReviewSession {
+    pub session: Session,
+}
+
+impl ReviewSession {
+    /// Refuses (403 page) users whose role is not in `roles`.
+    pub fn require(&self, roles: &[Role]) -> Result<(), Box<Response>> {
+        if roles.contains(&self.session.key.role) {
+            Ok(())
+        } else {
+            Err(Box::new(error_page(
+                StatusCode::FORBIDDEN,
+                Some(&self.session),
+                "Not allowed",
+                &format!("The {} role may not do this.", self.session.key.role.as_str()),
+            )))
+        }
+    }
+
+    /// Checks a form's CSRF token against the session's, in constant time.
+    pub fn check_csrf(&self, presented: Option<&str>) -> Result<(), Box<Response>> {
+        use subtle::ConstantTimeEq;
+        let ok = presented.is_some_and(|p| bool::from(p.as_bytes().ct_eq(self.session.csrf.as_bytes())));
+        if ok {
+            Ok(())
+        } else {
+            Err(Box::new(error_page(
+                StatusCode::FORBIDDEN,
+                Some(&self.session),
+                "Form expired",
+                "The form's security token did not match this session (csrf_rejected). Reload the page and try again.",
+            )))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for ReviewSession {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let to_login = || Redirect::to("/review/login").into_response();
+        let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
+            return Err(to_login());
+        };
+        let idle = state.review.session_idle_secs;
+        let found = state.store_call(move |store| store.session(&token, idle)).await.map_err(IntoResponse::into_response)?;
+        match found {
+            Some(session) if matches!(session.key.role, Role::Clinician | Role::Admin) => Ok(Self { session }),
+            _ => Err(to_login()),
+        }
+    }
+}

@@ -1,0 +1,313 @@
+//! Clinician review of a screened exam: what a review says (each eye's ICDR grade and
+//! macular oedema as the clinician sees them, the final outcome and a note) and the rules
+//! that govern its life: a draft may be edited, sign-off locks it, and a later change is
+//! an amendment that becomes a new version while the signed one is kept unchanged. Pure
+//! logic, no I/O: the store applies a [`Plan`] inside one transaction, and every edge
+//! (JSON API, review pages) goes through the same rules.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::grading::rules::{OUTCOME_TABLE, exam_outcome};
+use crate::grading::{EyeResult, Laterality};
+
+/// Longest note or amendment reason accepted, in characters.
+pub const MAX_NOTE_CHARS: usize = 4000;
+
+/// The clinician's reading of one eye. `grade: None` means the clinician could not grade
+/// the eye (then `dme` must be `None` too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EyeReview {
+    pub grade: Option<u8>,
+    pub dme: Option<bool>,
+}
+
+/// What a clinician submits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewInput {
+    /// Keyed by laterality: "right", "left" (or "unspecified" for images sent without one).
+    pub eyes: BTreeMap<String, EyeReview>,
+    /// Final outcome: urgent_referral | referral | rescreen | ungradable.
+    pub outcome: String,
+    #[serde(default)]
+    pub note: String,
+    /// Sign off now (locks this version).
+    #[serde(default)]
+    pub sign: bool,
+    /// Required when the latest version is signed: why it is being amended.
+    #[serde(default)]
+    pub amendment_reason: Option<String>,
+    /// The latest version the clinician saw (0 = none); a mismatch means someone else
+    /// changed the review meanwhile and the submission is refused rather than lost.
+    #[serde(default)]
+    pub base_version: Option<u32>,
+}
+
+/// Draft or signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewState {
+    Draft,
+    Signed,
+}
+
+/// One stored version of an exam's review.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Review {
+    pub exam_id: String,
+    pub version: u32,
+    pub state: ReviewState,
+    /// API key id of the clinician who last wrote this version.
+    pub reviewer: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub signed_at: Option<String>,
+    /// The signed version this one amends.
+    pub amends: Option<u32>,
+    pub amendment_reason: Option<String>,
+    pub eyes: BTreeMap<String, EyeReview>,
+    pub outcome: String,
+    /// What the outcome table gives for the clinician's own grades (for comparison).
+    pub outcome_by_rule: String,
+    pub note: String,
+}
+
+/// Why a review submission was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReviewError {
+    #[error("{message}")]
+    Invalid { code: &'static str, message: String },
+    #[error("version {latest} is signed and locked; an amendment needs amendment_reason")]
+    AmendmentReasonRequired { latest: u32 },
+    #[error("the review changed meanwhile: you saw version {seen}, the latest is {latest}; reload and try again")]
+    Conflict { seen: u32, latest: u32 },
+}
+
+impl ReviewError {
+    /// A stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Invalid { code, .. } => code,
+            Self::AmendmentReasonRequired { .. } => "amendment_reason_required",
+            Self::Conflict { .. } => "review_conflict",
+        }
+    }
+
+    fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid { code, message: message.into() }
+    }
+}
+
+/// What the store must do with a valid submission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// Write version `version` as a new row (first review, or an amendment of `amends`).
+    Insert { version: u32, amends: Option<u32> },
+    /// Overwrite the unsigned draft `version` (it keeps what it amends, if anything).
+    UpdateDraft { version: u32 },
+}
+
+impl Plan {
+    pub fn version(self) -> u32 {
+        match self {
+            Self::Insert { version, .. } | Self::UpdateDraft { version } => version,
+        }
+    }
+}
+
+/// Checks a submission against the exam's eyes.
+pub fn validate(input: &ReviewInput, exam_eyes: &[Laterality]) -> Result<(), ReviewError> {
+    if crate::grading::rules::ExamOutcome::parse(&input.outcome).is_none() {
+        return Err(ReviewError::invalid(
+            "invalid_outcome",
+            format!("unknown outcome '{}' (use urgent_referral, referral, rescreen or ungradable)", input.outcome),
+        ));
+    }
+    for (eye, reading) in &input.eyes {
+        let Some(lat) = Laterality::parse(eye).filter(|l| l.as_str() == eye) else {
+            return Err(ReviewError::invalid("invalid_laterality", format!("unknown eye '{eye}' (use right, left or unspecified)")));
+        };
+        if !exam_eyes.contains(&lat) {
+            return Err(ReviewError::invalid("invalid_laterality", format!("this exam has no {eye} eye images")));
+        }
+        if reading.grade.is_some_and(|g| g > 4) {
+            return Err(ReviewError::invalid("invalid_grade", format!("{eye} eye: ICDR grade must be 0 to 4")));
+        }
+        if reading.grade.is_none() && reading.dme.is_some() {
+            return Err(ReviewError::invalid(
+                "invalid_grade",
+                format!("{eye} eye: an ungradable eye cannot have a macular oedema verdict"),
+            ));
+        }
+        if reading.grade.is_some() && reading.dme.is_none() {
+            return Err(ReviewError::invalid("invalid_grade", format!("{eye} eye: say whether macular oedema is present")));
+        }
+    }
+    if input.sign
+        && let Some(missing) = exam_eyes.iter().find(|lat| !input.eyes.contains_key(lat.as_str()))
+    {
+        return Err(ReviewError::invalid("incomplete_review", format!("grade the {} eye before signing off", missing.as_str())));
+    }
+    if input.note.chars().count() > MAX_NOTE_CHARS {
+        return Err(ReviewError::invalid("note_too_long", format!("the note is limited to {MAX_NOTE_CHARS} characters")));
+    }
+    if input.amendment_reason.as_ref().is_some_and(|r| r.chars().count() > MAX_NOTE_CHARS) {
+        return Err(ReviewError::invalid("note_too_long", format!("the amendment reason is limited to {MAX_NOTE_CHARS} characters")));
+    }
+    Ok(())
+}
+
+/// Decides how a valid submission changes the review given its latest version.
+pub fn plan(latest: Option<&Review>, input: &ReviewInput) -> Result<Plan, ReviewError> {
+    let latest_version = latest.map_or(0, |r| r.version);
+    if let Some(seen) = input.base_version
+        && seen != latest_version
+    {
+        return Err(ReviewError::Conflict { seen, latest: latest_version });
+    }
+    match latest {
+        None => Ok(Plan::Insert { version: 1, amends: None }),
+        Some(r) if r.state == ReviewState::Draft => Ok(Plan::UpdateDraft { version: r.version }),
+        Some(r) => {
+            if input.amendment_reason.as_deref().map(str::trim).unwrap_or_default().is_empty() {
+                Err(ReviewError::AmendmentReasonRequired { latest: r.version })
+            } else {
+                Ok(Plan::Insert { version: r.version + 1, amends: Some(r.version) })
+            }
+        }
+    }
+}
+
+/// The outcome the exam outcome table gives for the clinician's readings.
+pub fn outcome_by_rule(eyes: &BTreeMap<String, EyeReview>) -> &'static str {
+    let results: Vec<EyeResult> = eyes
+        .iter()
+        .map(|(eye, r)| EyeResult {
+            laterality: Laterality::parse(eye).unwrap_or(Laterality::Unspecified),
+            gradable: r.grade.is_some(),
+            grade: r.grade,
+            dme: r.dme,
+            images: vec![],
+        })
+        .collect();
+    exam_outcome(&results).0.as_str()
+}
+
+/// The condition and explanation of the outcome table row for `outcome`, in words.
+pub fn outcome_rule_in_words(outcome: &str) -> Option<(&'static str, &'static str)> {
+    OUTCOME_TABLE.iter().find(|(_, o, _)| o.as_str() == outcome).map(|(cond, _, why)| (*cond, *why))
+}
+
+/// Whether a `rescreen` exam falls in the quality-assurance sample. The choice is a
+/// deterministic function of the exam id (first 32 bits of its SHA-256 against `share`),
+/// so the worklist is stable between page loads and auditable afterwards.
+pub fn in_qa_sample(exam_id: &str, share: f64) -> bool {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(exam_id.as_bytes());
+    let draw = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
+    f64::from(draw) / 4_294_967_296.0 < share
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(sign: bool) -> ReviewInput {
+        let mut eyes = BTreeMap::new();
+        eyes.insert("right".into(), EyeReview { grade: Some(2), dme: Some(false) });
+        eyes.insert("left".into(), EyeReview { grade: Some(0), dme: Some(false) });
+        ReviewInput { eyes, outcome: "referral".into(), note: String::new(), sign, amendment_reason: None, base_version: None }
+    }
+
+    fn review(version: u32, state: ReviewState) -> Review {
+        Review {
+            exam_id: "e".into(),
+            version,
+            state,
+            reviewer: "k".into(),
+            created_at: String::new(),
+            updated_at: String::new(),
+            signed_at: None,
+            amends: None,
+            amendment_reason: None,
+            eyes: BTreeMap::new(),
+            outcome: "referral".into(),
+            outcome_by_rule: "referral".into(),
+            note: String::new(),
+        }
+    }
+
+    const BOTH: [Laterality; 2] = [Laterality::Left, Laterality::Right];
+
+    #[test]
+    fn first_submission_is_version_one_then_drafts_update_in_place() {
+        assert_eq!(plan(None, &input(false)), Ok(Plan::Insert { version: 1, amends: None }));
+        assert_eq!(plan(Some(&review(1, ReviewState::Draft)), &input(true)), Ok(Plan::UpdateDraft { version: 1 }));
+    }
+
+    #[test]
+    fn signed_review_is_locked_and_amendment_needs_a_reason() {
+        let signed = review(1, ReviewState::Signed);
+        assert_eq!(plan(Some(&signed), &input(true)), Err(ReviewError::AmendmentReasonRequired { latest: 1 }));
+        let mut amend = input(true);
+        amend.amendment_reason = Some("  ".into());
+        assert!(plan(Some(&signed), &amend).is_err(), "a blank reason is no reason");
+        amend.amendment_reason = Some("second look: new haemorrhage".into());
+        assert_eq!(plan(Some(&signed), &amend), Ok(Plan::Insert { version: 2, amends: Some(1) }));
+    }
+
+    #[test]
+    fn stale_base_version_is_a_conflict() {
+        let mut i = input(false);
+        i.base_version = Some(0);
+        assert_eq!(plan(Some(&review(2, ReviewState::Draft)), &i), Err(ReviewError::Conflict { seen: 0, latest: 2 }));
+        i.base_version = Some(2);
+        assert!(plan(Some(&review(2, ReviewState::Draft)), &i).is_ok());
+    }
+
+    #[test]
+    fn validation_rules() {
+        assert!(validate(&input(true), &BOTH).is_ok());
+        let mut i = input(true);
+        i.eyes.remove("left");
+        assert_eq!(validate(&i, &BOTH).map_err(|e| e.code()), Err("incomplete_review"));
+        i.sign = false;
+        assert!(validate(&i, &BOTH).is_ok(), "a draft may be partial");
+        let mut i = input(false);
+        i.eyes.insert("right".into(), EyeReview { grade: Some(5), dme: Some(false) });
+        assert_eq!(validate(&i, &BOTH).map_err(|e| e.code()), Err("invalid_grade"));
+        i.eyes.insert("right".into(), EyeReview { grade: None, dme: Some(true) });
+        assert_eq!(validate(&i, &BOTH).map_err(|e| e.code()), Err("invalid_grade"));
+        let mut i = input(false);
+        i.outcome = "maybe".into();
+        assert_eq!(validate(&i, &BOTH).map_err(|e| e.code()), Err("invalid_outcome"));
+        assert_eq!(validate(&input(false), &[Laterality::Right]).map_err(|e| e.code()), Err("invalid_laterality"));
+        let mut i = input(false);
+        i.note = "x".repeat(MAX_NOTE_CHARS + 1);
+        assert_eq!(validate(&i, &BOTH).map_err(|e| e.code()), Err("note_too_long"));
+    }
+
+    #[test]
+    fn outcome_by_rule_uses_the_outcome_table() {
+        assert_eq!(outcome_by_rule(&input(false).eyes), "referral");
+        let mut eyes = BTreeMap::new();
+        eyes.insert("right".to_string(), EyeReview { grade: Some(4), dme: Some(false) });
+        eyes.insert("left".to_string(), EyeReview { grade: None, dme: None });
+        assert_eq!(outcome_by_rule(&eyes), "urgent_referral");
+        eyes.insert("right".to_string(), EyeReview { grade: Some(1), dme: Some(false) });
+        assert_eq!(outcome_by_rule(&eyes), "ungradable");
+    }
+
+    #[test]
+    fn qa_sample_is_deterministic_and_close_to_the_share() {
+        let ids: Vec<String> = (0..10_000).map(|i| format!("exam{i}")).collect();
+        let picked = ids.iter().filter(|id| in_qa_sample(id, 0.1)).count();
+        assert!((800..1200).contains(&picked), "{picked} of 10000 picked at share 0.1");
+        assert!(ids.iter().all(|id| in_qa_sample(id, 0.1) == in_qa_sample(id, 0.1)));
+        assert!(!ids.iter().any(|id| in_qa_sample(id, 0.0)));
+        assert!(ids.iter().all(|id| in_qa_sample(id, 1.0)));
+    }
+}

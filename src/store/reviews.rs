@@ -1,0 +1,194 @@
+//! Review persistence: each submission is applied under the rules of `crate::review` in
+//! one immediate transaction (read the latest version, plan, write, mark the exam
+//! reviewed on sign-off, append the audit event), so two clinicians saving at once can
+//! neither lose each other's work nor slip past the lock. Signed rows are also locked
+//! by a trigger, so no code path can rewrite them.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{Store, StoreError, now_rfc3339};
+use crate::grading::Laterality;
+use crate::report::agreement::{EyePair, iso_week};
+use crate::review::{self, Plan, Review, ReviewError, ReviewInput, ReviewState};
+
+/// Why a review could not be saved.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewSaveError {
+    #[error("exam not found")]
+    ExamNotFound,
+    #[error(transparent)]
+    Rule(#[from] ReviewError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<rusqlite::Error> for ReviewSaveError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Store(StoreError::Sql(e))
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Body {
+    eyes: std::collections::BTreeMap<String, review::EyeReview>,
+    outcome: String,
+    outcome_by_rule: String,
+    note: String,
+}
+
+const REVIEW_COLUMNS: &str = "exam_id, version, reviewer, created_at, updated_at, signed_at, amends, amendment_reason, body_json";
+
+fn review_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Review, StoreError>> {
+    let body_json: String = row.get(8)?;
+    let signed_at: Option<String> = row.get(5)?;
+    let body: Body = match serde_json::from_str(&body_json) {
+        Ok(b) => b,
+        Err(e) => return Ok(Err(StoreError::Corrupt(format!("review body: {e}")))),
+    };
+    Ok(Ok(Review {
+        exam_id: row.get(0)?,
+        version: row.get(1)?,
+        state: if signed_at.is_some() { ReviewState::Signed } else { ReviewState::Draft },
+        reviewer: row.get(2)?,
+        created_at: row.get(3)?,
+        updated_at: row.get(4)?,
+        signed_at,
+        amends: row.get(6)?,
+        amendment_reason: row.get(7)?,
+        eyes: body.eyes,
+        outcome: body.outcome,
+        outcome_by_rule: body.outcome_by_rule,
+        note: body.note,
+    }))
+}
+
+fn exam_lateralities(result: &serde_json::Value) -> Vec<Laterality> {
+    result["eyes"]
+        .as_array()
+        .map(|eyes| eyes.iter().filter_map(|e| e["laterality"].as_str().and_then(Laterality::parse)).collect())
+        .unwrap_or_default()
+}
+
+impl Store {
+    /// Every version of an exam's review, oldest first.
+    pub fn reviews(&self, exam_id: &str) -> Result<Vec<Review>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(&format!("SELECT {REVIEW_COLUMNS} FROM reviews WHERE exam_id = ?1 ORDER BY version"))?;
+        let rows = stmt.query_map([exam_id], review_from_row)?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row??);
+        }
+        Ok(out)
+    }
+
+    /// Applies a clinician's submission; returns the version written.
+    pub fn submit_review(&self, exam_id: &str, reviewer: &str, input: &ReviewInput) -> Result<Review, ReviewSaveError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let result_json: Option<String> =
+            tx.query_row("SELECT result_json FROM exams WHERE id = ?1", [exam_id], |r| r.get(0)).optional()?;
+        let Some(result_json) = result_json else {
+            return Err(ReviewSaveError::ExamNotFound);
+        };
+        let result: serde_json::Value = serde_json::from_str(&result_json).map_err(|e| StoreError::Corrupt(format!("exam result: {e}")))?;
+        review::validate(input, &exam_lateralities(&result))?;
+        let latest = tx
+            .query_row(&format!("SELECT {REVIEW_COLUMNS} FROM reviews WHERE exam_id = ?1 ORDER BY version DESC LIMIT 1"), [exam_id], |r| {
+                review_from_row(r)
+            })
+            .optional()?
+            .transpose()?;
+        let plan = review::plan(latest.as_ref(), input)?;
+        let now = now_rfc3339();
+        let body = Body {
+            eyes: input.eyes.clone(),
+            outcome: input.outcome.clone(),
+            outcome_by_rule: review::outcome_by_rule(&input.eyes).to_string(),
+            note: input.note.clone(),
+        };
+        let body_json = serde_json::to_string(&body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let signed_at = input.sign.then(|| now.clone());
+        let (action, amends) = match plan {
+            Plan::Insert { version, amends } => {
+                tx.execute(
+                    "INSERT INTO reviews (exam_id, version, reviewer, created_at, updated_at, signed_at, amends, amendment_reason, body_json)
+                     VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?8)",
+                    params![exam_id, version, reviewer, now, signed_at, amends, input.amendment_reason, body_json],
+                )?;
+                (if amends.is_some() { "review.amend" } else { "review.save" }, amends)
+            }
+            Plan::UpdateDraft { version } => {
+                let amends = latest.as_ref().and_then(|r| r.amends);
+                tx.execute(
+                    "UPDATE reviews SET reviewer = ?3, updated_at = ?4, signed_at = ?5,
+                        amendment_reason = COALESCE(?6, amendment_reason), body_json = ?7
+                     WHERE exam_id = ?1 AND version = ?2",
+                    params![exam_id, version, reviewer, now, signed_at, input.amendment_reason, body_json],
+                )?;
+                (if amends.is_some() { "review.amend" } else { "review.save" }, amends)
+            }
+        };
+        let version = plan.version();
+        let detail = format!("version {version}, outcome {}", input.outcome);
+        tx.execute(
+            "INSERT INTO audit (at, actor, action, object, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![now, reviewer, action, exam_id, detail],
+        )?;
+        if input.sign {
+            tx.execute("UPDATE exams SET reviewed = 1 WHERE id = ?1", [exam_id])?;
+            tx.execute(
+                "INSERT INTO audit (at, actor, action, object, detail) VALUES (?1, ?2, 'review.sign', ?3, ?4)",
+                params![
+                    now,
+                    reviewer,
+                    exam_id,
+                    format!("version {version}{}", amends.map(|a| format!(", amends {a}")).unwrap_or_default())
+                ],
+            )?;
+        }
+        let written = tx.query_row(
+            &format!("SELECT {REVIEW_COLUMNS} FROM reviews WHERE exam_id = ?1 AND version = ?2"),
+            params![exam_id, version],
+            review_from_row,
+        )??;
+        tx.commit()?;
+        Ok(written)
+    }
+
+    /// The latest signed version of the `last` most recently signed exams, paired eye by
+    /// eye with the model's reading; returns (number of reviews, pairs).
+    pub fn agreement_pairs(&self, last: u32) -> Result<(usize, Vec<EyePair>), StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {cols}, e.result_json FROM reviews r JOIN exams e ON e.id = r.exam_id
+             WHERE r.signed_at IS NOT NULL
+               AND r.version = (SELECT MAX(version) FROM reviews WHERE exam_id = r.exam_id AND signed_at IS NOT NULL)
+             ORDER BY r.signed_at DESC LIMIT ?1",
+            cols = REVIEW_COLUMNS.split(", ").map(|c| format!("r.{c}")).collect::<Vec<_>>().join(", ")
+        ))?;
+        let rows = stmt.query_map([i64::from(last)], |r| Ok((review_from_row(r)?, r.get::<_, String>(9)?)))?;
+        let mut reviews = 0;
+        let mut pairs = Vec::new();
+        for row in rows {
+            let (review, result_json) = row?;
+            let review = review?;
+            reviews += 1;
+            let result: serde_json::Value =
+                serde_json::from_str(&result_json).map_err(|e| StoreError::Corrupt(format!("exam result: {e}")))?;
+            let week = review.signed_at.as_deref().and_then(iso_week).unwrap_or_default();
+            for eye in result["eyes"].as_array().into_iter().flatten() {
+                let Some(lat) = eye["laterality"].as_str() else { continue };
+                let Some(reading) = review.eyes.get(lat) else { continue };
+                pairs.push(EyePair {
+                    week: week.clone(),
+                    model_grade: eye["grade"].as_u64().and_then(|g| u8::try_from(g).ok()),
+                    model_dme: eye["dme"].as_bool(),
+                    clinician_grade: reading.grade,
+                    clinician_dme: reading.dme,
+                });
+            }
+        }
+        Ok((reviews, pairs))
+    }
+}

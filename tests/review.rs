@@ -1,0 +1,313 @@
+//! Clinician review against a real `drscreen serve`: the review rules over the JSON API
+//! (roles, drafts, sign-off locking, amendments as new versions, conflicts), the audit
+//! log and agreement monitor, and the review pages' sessions and CSRF protection.
+
+mod common;
+
+use common::{Server, fixture, http};
+use reqwest::StatusCode;
+use reqwest::blocking::multipart::{Form, Part};
+use serde_json::{Value, json};
+
+fn exam_form(parts: &[(&str, &str)]) -> Form {
+    let mut form = Form::new().text("metadata", r#"{"external_exam_ref":"ACC-R1","patient_ref":"PID-R1"}"#);
+    for (lat, name) in parts {
+        let bytes = std::fs::read(fixture(name)).unwrap();
+        let mime = if name.ends_with(".png") { "image/png" } else { "image/jpeg" };
+        form = form.part(lat.to_string(), Part::bytes(bytes).file_name(name.to_string()).mime_str(mime).unwrap());
+    }
+    form
+}
+
+/// Submits an exam as a device; returns its id.
+fn submit_exam(server: &Server, device_key: &str, parts: &[(&str, &str)]) -> Value {
+    let r = http().post(format!("{}/v1/exams", server.url)).bearer_auth(device_key).multipart(exam_form(parts)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    r.json().unwrap()
+}
+
+fn post_review(server: &Server, key: &str, exam: &str, body: Value) -> (StatusCode, Value) {
+    let r = http().post(format!("{}/v1/exams/{exam}/reviews", server.url)).bearer_auth(key).json(&body).send().unwrap();
+    let status = r.status();
+    (status, r.json().unwrap_or(Value::Null))
+}
+
+fn both_eyes(right: u8, left: u8) -> Value {
+    json!({"right": {"grade": right, "dme": false}, "left": {"grade": left, "dme": false}})
+}
+
+#[test]
+fn review_rules_over_the_json_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let (device, clinician, other_clinician, admin) =
+        (server.key("device"), server.key("clinician"), server.key("clinician"), server.key("admin"));
+    let exam = submit_exam(&server, &device, &[("right", "grade3_R.jpg"), ("left", "grade2_L.png")]);
+    let id = exam["id"].as_str().unwrap().to_string();
+    assert_eq!(exam["flagged"], true, "{exam}");
+
+    // Roles: devices and admins cannot review.
+    for key in [&device, &admin] {
+        let (s, body) = post_review(&server, key, &id, json!({"eyes": both_eyes(2, 2), "outcome": "referral"}));
+        assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+    }
+    // Unknown exam.
+    let (s, _) = post_review(&server, &clinician, "nope", json!({"eyes": both_eyes(2, 2), "outcome": "referral"}));
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // Invalid input: 422 with a machine-readable code, nothing written.
+    let (s, body) = post_review(&server, &clinician, &id, json!({"eyes": both_eyes(7, 2), "outcome": "referral"}));
+    assert_eq!((s, body["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_grade")));
+    let (s, body) =
+        post_review(&server, &clinician, &id, json!({"eyes": {"right": {"grade": 2, "dme": false}}, "outcome": "referral", "sign": true}));
+    assert_eq!((s, body["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("incomplete_review")));
+    let (s, _) = post_review(&server, &clinician, &id, json!({"eyes": both_eyes(2, 2), "outcome": "referral", "colour": "blue"}));
+    assert!(s.is_client_error(), "unknown fields are refused, got {s}");
+
+    // A draft, then the same version signed.
+    let (s, draft) = post_review(
+        &server,
+        &other_clinician,
+        &id,
+        json!({"eyes": {"right": {"grade": 3, "dme": false}}, "outcome": "urgent_referral", "note": "first look"}),
+    );
+    assert_eq!(s, StatusCode::CREATED, "{draft}");
+    assert_eq!((draft["version"].as_u64(), draft["state"].as_str()), (Some(1), Some("draft")));
+    let (s, signed) = post_review(
+        &server,
+        &clinician,
+        &id,
+        json!({"eyes": both_eyes(3, 2), "outcome": "urgent_referral", "note": "IRMA superotemporal", "sign": true, "base_version": 1}),
+    );
+    assert_eq!(s, StatusCode::CREATED, "{signed}");
+    assert_eq!((signed["version"].as_u64(), signed["state"].as_str()), (Some(1), Some("signed")));
+    assert_eq!(signed["outcome_by_rule"], "urgent_referral");
+    let reviewed: Value = http().get(format!("{}/v1/exams/{id}", server.url)).bearer_auth(&clinician).send().unwrap().json().unwrap();
+    assert_eq!(reviewed["reviewed"], true);
+
+    // Locked: a change needs an amendment reason, and a stale base version is a conflict.
+    let (s, body) = post_review(&server, &clinician, &id, json!({"eyes": both_eyes(4, 2), "outcome": "urgent_referral", "sign": true}));
+    assert_eq!((s, body["code"].as_str()), (StatusCode::CONFLICT, Some("amendment_reason_required")));
+    let (s, body) = post_review(
+        &server,
+        &clinician,
+        &id,
+        json!({"eyes": both_eyes(4, 2), "outcome": "urgent_referral", "sign": true, "amendment_reason": "NVE seen on review", "base_version": 0}),
+    );
+    assert_eq!((s, body["code"].as_str()), (StatusCode::CONFLICT, Some("review_conflict")));
+    let (s, amended) = post_review(
+        &server,
+        &clinician,
+        &id,
+        json!({"eyes": both_eyes(4, 2), "outcome": "urgent_referral", "sign": true, "amendment_reason": "NVE seen on review", "base_version": 1}),
+    );
+    assert_eq!(s, StatusCode::CREATED, "{amended}");
+    assert_eq!((amended["version"].as_u64(), amended["amends"].as_u64()), (Some(2), Some(1)));
+
+    // Both versions kept; the signed one unchanged.
+    let history: Value = http().get(format!("{}/v1/exams/{id}/reviews", server.url)).bearer_auth(&admin).send().unwrap().json().unwrap();
+    let versions = history["reviews"].as_array().unwrap();
+    assert_eq!(versions.len(), 2);
+    assert_eq!(versions[0], signed, "the signed version must not change");
+    assert_eq!(versions[1]["eyes"]["right"]["grade"], 4);
+    assert_eq!(
+        http().get(format!("{}/v1/exams/{id}/reviews", server.url)).bearer_auth(&device).send().unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+
+    // Audit: admin only; every clinical action is there.
+    assert_eq!(http().get(format!("{}/v1/audit", server.url)).bearer_auth(&clinician).send().unwrap().status(), StatusCode::FORBIDDEN);
+    let audit: Value = http().get(format!("{}/v1/audit?object={id}", server.url)).bearer_auth(&admin).send().unwrap().json().unwrap();
+    let actions: Vec<&str> = audit["events"].as_array().unwrap().iter().filter_map(|e| e["action"].as_str()).collect();
+    for wanted in ["exam.create", "exam.view", "review.save", "review.sign", "review.amend"] {
+        assert!(actions.contains(&wanted), "{wanted} missing from {actions:?}");
+    }
+    let family: Value = http().get(format!("{}/v1/audit?action=review", server.url)).bearer_auth(&admin).send().unwrap().json().unwrap();
+    assert!(family["events"].as_array().unwrap().iter().all(|e| e["action"].as_str().unwrap().starts_with("review.")));
+
+    // Agreement: one signed review (its latest version), two eyes.
+    let agreement: Value = http().get(format!("{}/v1/agreement", server.url)).bearer_auth(&clinician).send().unwrap().json().unwrap();
+    assert_eq!(agreement["reviews"], 1, "{agreement}");
+    assert_eq!(agreement["overall"]["eyes"], 2, "{agreement}");
+    let total: u64 =
+        agreement["overall"]["confusion"].as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap()).filter_map(Value::as_u64).sum();
+    assert_eq!(total, agreement["overall"]["graded_by_both"].as_u64().unwrap());
+    let clinician_row_4: u64 = agreement["overall"]["confusion"][4].as_array().unwrap().iter().filter_map(Value::as_u64).sum();
+    assert_eq!(clinician_row_4, 1, "the amended right eye (grade 4) is the reference: {agreement}");
+
+    // Signed rows are locked in the database itself, not only by the API.
+    let data_dir = server.data_dir.clone();
+    assert!(server.stop().success());
+    let db = rusqlite::Connection::open(data_dir.join("drscreen.sqlite3")).unwrap();
+    let err = db.execute("UPDATE reviews SET body_json = '{}' WHERE version = 1", []).unwrap_err();
+    assert!(err.to_string().contains("locked"), "{err}");
+    assert!(db.execute("DELETE FROM reviews", []).is_err());
+}
+
+/// A browser-like client without a cookie jar: cookies are carried by hand so the test
+/// sees exactly what the server sets.
+struct Browser {
+    base: String,
+    client: reqwest::blocking::Client,
+    cookies: Vec<(String, String)>,
+}
+
+impl Browser {
+    fn new(base: &str) -> Self {
+        let client = reqwest::blocking::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Self { base: base.into(), client, cookies: vec![] }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    fn absorb(&mut self, r: &reqwest::blocking::Response) {
+        for v in r.headers().get_all("set-cookie") {
+            let text = v.to_str().unwrap();
+            let (pair, _) = text.split_once(';').unwrap_or((text, ""));
+            let (k, val) = pair.split_once('=').unwrap();
+            self.cookies.retain(|(name, _)| name != k);
+            if !val.is_empty() {
+                self.cookies.push((k.into(), val.into()));
+            }
+        }
+    }
+
+    fn get(&mut self, path: &str) -> (StatusCode, String, reqwest::header::HeaderMap) {
+        let r = self.client.get(format!("{}{path}", self.base)).header("cookie", self.cookie_header()).send().unwrap();
+        self.absorb(&r);
+        let (s, h) = (r.status(), r.headers().clone());
+        (s, r.text().unwrap(), h)
+    }
+
+    fn post(&mut self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String, reqwest::header::HeaderMap) {
+        let r = self.client.post(format!("{}{path}", self.base)).header("cookie", self.cookie_header()).form(form).send().unwrap();
+        self.absorb(&r);
+        let (s, h) = (r.status(), r.headers().clone());
+        (s, r.text().unwrap(), h)
+    }
+}
+
+fn hidden(html: &str, name: &str) -> String {
+    let marker = format!(r#"name="{name}" value=""#);
+    let start = html.find(&marker).unwrap_or_else(|| panic!("no hidden {name} in page")) + marker.len();
+    html[start..].split('"').next().unwrap().to_string()
+}
+
+fn location(h: &reqwest::header::HeaderMap) -> String {
+    h.get("location").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default()
+}
+
+fn sign_in(b: &mut Browser, key: &str) -> (StatusCode, reqwest::header::HeaderMap) {
+    let (s, page, _) = b.get("/review/login");
+    assert_eq!(s, StatusCode::OK);
+    let token = hidden(&page, "csrf");
+    let (s, _, h) = b.post("/review/login", &[("csrf", &token), ("key", key)]);
+    (s, h)
+}
+
+#[test]
+fn review_pages_sessions_csrf_worklist_and_timeouts() {
+    let server = Server::start(&["--qa-rescreen-share", "1", "--session-idle-secs", "3"]);
+    let (device, clinician, admin) = (server.key("device"), server.key("clinician"), server.key("admin"));
+    let flagged = submit_exam(&server, &device, &[("right", "grade3_R.jpg"), ("left", "grade3_L.jpg")]);
+    let flagged_id = flagged["id"].as_str().unwrap().to_string();
+    let rescreen = submit_exam(&server, &device, &[("right", "retina_skimage.jpg")]);
+    assert_eq!(rescreen["outcome"], "rescreen", "{rescreen}");
+    let rescreen_id = rescreen["id"].as_str().unwrap().to_string();
+
+    let mut b = Browser::new(&server.url);
+    // No session: every page sends the user to sign in.
+    let (s, _, h) = b.get("/review");
+    assert_eq!((s, location(&h).as_str()), (StatusCode::SEE_OTHER, "/review/login"));
+    let (s, _, h) = b.get(&format!("/review/exams/{flagged_id}"));
+    assert_eq!((s, location(&h).as_str()), (StatusCode::SEE_OTHER, "/review/login"));
+
+    // Sign-in: forged token refused; device key refused; clinician accepted.
+    let (s, _, _) = b.post("/review/login", &[("csrf", "forged"), ("key", &clinician)]);
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = sign_in(&mut b, &device);
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, h) = sign_in(&mut b, &clinician);
+    assert_eq!((s, location(&h).as_str()), (StatusCode::SEE_OTHER, "/review"));
+    let set_cookie: Vec<&str> = h.get_all("set-cookie").iter().map(|v| v.to_str().unwrap()).collect();
+    let session_cookie = set_cookie.iter().find(|c| c.starts_with("drs_session=")).expect("session cookie set");
+    assert!(session_cookie.contains("HttpOnly") && session_cookie.contains("SameSite=Strict"), "{session_cookie}");
+
+    // Worklist: the flagged exam first, the rescreen exam as a QA sample (share 1).
+    let (s, page, h) = b.get("/review");
+    assert_eq!(s, StatusCode::OK);
+    assert!(h.get("content-security-policy").is_some() && h.get("cache-control").unwrap() == "no-store");
+    let (at_flagged, at_rescreen) =
+        (page.find(&flagged_id).expect("flagged exam listed"), page.find(&rescreen_id).expect("QA sample listed"));
+    assert!(at_flagged < at_rescreen, "most urgent first");
+    assert!(page.contains(r#"<span class="qa">QA</span>"#));
+    let (_, filtered, _) = b.get("/review?outcome=rescreen");
+    assert!(filtered.contains(&rescreen_id) && !filtered.contains(&flagged_id));
+    let (s, _, _) = b.get("/review?from=yesterday");
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+
+    // Case view: images and heatmaps load under the session; the form carries the token.
+    let (s, case, _) = b.get(&format!("/review/exams/{flagged_id}"));
+    assert_eq!(s, StatusCode::OK);
+    assert!(case.contains("Right eye (OD)") && case.contains("Left eye (OS)") && case.contains("Rule applied"));
+    let heat = case.split("/review/images/").nth(1).unwrap().split('/').next().unwrap().to_string();
+    let r = b.client.get(format!("{}/review/images/{heat}/heatmap.png", server.url)).header("cookie", b.cookie_header()).send().unwrap();
+    assert_eq!(r.headers()["content-type"], "image/png");
+    assert!(image::load_from_memory(&r.bytes().unwrap()).is_ok());
+    let anonymous = b.client.get(format!("{}/review/images/{heat}/heatmap.png", server.url)).send().unwrap();
+    assert_eq!(anonymous.status(), StatusCode::SEE_OTHER, "images need a session");
+    let csrf = hidden(&case, "csrf");
+
+    // A form without the right token changes nothing.
+    let form = [
+        ("right_grade", "3"),
+        ("right_dme", "no"),
+        ("left_grade", "2"),
+        ("left_dme", "no"),
+        ("outcome", "urgent_referral"),
+        ("action", "sign"),
+    ];
+    let (s, body, _) = b.post(&format!("/review/exams/{flagged_id}/review"), &[&form[..], &[("csrf", "wrong")]].concat());
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(body.contains("csrf_rejected"));
+    let none: Value =
+        http().get(format!("{}/v1/exams/{flagged_id}/reviews", server.url)).bearer_auth(&admin).send().unwrap().json().unwrap();
+    assert_eq!(none["reviews"].as_array().unwrap().len(), 0);
+
+    // With it: signed, and the page says so.
+    let (s, _, h) =
+        b.post(&format!("/review/exams/{flagged_id}/review"), &[&form[..], &[("csrf", csrf.as_str()), ("base_version", "0")]].concat());
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let (_, after, _) = b.get(&location(&h));
+    assert!(after.contains("Review version 1 signed off"), "{after}");
+    assert!(after.contains("Amend the signed review"));
+    // A clinician may not open the audit log page.
+    let (s, _, _) = b.get("/review/audit");
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    // Idle timeout: the session ends after 3 s without a request.
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    let (s, _, h) = b.get("/review");
+    assert_eq!((s, location(&h).as_str()), (StatusCode::SEE_OTHER, "/review/login"));
+
+    // Admin: audit page shows the clinical actions; revoking the key ends the session.
+    let mut a = Browser::new(&server.url);
+    assert_eq!(sign_in(&mut a, &admin).0, StatusCode::SEE_OTHER);
+    let (s, audit, _) = a.get("/review/audit");
+    assert_eq!(s, StatusCode::OK);
+    for wanted in ["session.login", "session.login_failed", "exam.view", "review.sign", "session.expired"] {
+        assert!(audit.contains(wanted), "{wanted} missing from the audit page");
+    }
+    let admin_id = admin.split('_').nth(1).unwrap();
+    let out = std::process::Command::new(common::bin())
+        .arg("--data-dir")
+        .arg(&server.data_dir)
+        .args(["keys", "revoke", admin_id])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (s, _, _) = a.get("/review/audit");
+    assert_eq!(s, StatusCode::SEE_OTHER, "a revoked key's session ends");
+}

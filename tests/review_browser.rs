@@ -1,0 +1,58 @@
+//! The review flow end to end in a real headless browser: Debian's Chromium driven by
+//! playwright-core (tests/browser/review_e2e.mjs) against a real `drscreen serve`.
+//! Screenshots are kept under target/test-artifacts/review-browser/.
+
+mod common;
+
+use common::{Server, fixture, http, root};
+use reqwest::blocking::multipart::{Form, Part};
+
+#[test]
+fn clinician_signs_off_a_flagged_exam_in_a_real_browser() {
+    let driver = root().join("tests/browser/node_modules/playwright-core");
+    assert!(driver.is_dir(), "playwright-core is not installed: run `npm ci --prefix tests/browser` (tests/run.sh does)");
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists() || std::env::var_os("CHROMIUM").is_some(),
+        "Chromium is missing: apt-get install chromium (.ci/run does)"
+    );
+
+    let server = Server::start(&[]);
+    let (device, clinician, admin) = (server.key("device"), server.key("clinician"), server.key("admin"));
+    let mut form = Form::new().text("metadata", r#"{"external_exam_ref":"ACC-E2E"}"#);
+    for (lat, name) in [("right", "grade3_R.jpg"), ("left", "grade3_L.jpg")] {
+        form = form.part(lat, Part::bytes(std::fs::read(fixture(name)).unwrap()).file_name(name).mime_str("image/jpeg").unwrap());
+    }
+    let exam: serde_json::Value =
+        http().post(format!("{}/v1/exams", server.url)).bearer_auth(&device).multipart(form).send().unwrap().json().unwrap();
+    assert_eq!(exam["flagged"], true, "{exam}");
+    let exam_id = exam["id"].as_str().unwrap();
+
+    let shots = root().join("target/test-artifacts/review-browser");
+    let _ = std::fs::remove_dir_all(&shots);
+    let out = std::process::Command::new("node")
+        .arg(root().join("tests/browser/review_e2e.mjs"))
+        .env("DRS_URL", &server.url)
+        .env("DRS_CLINICIAN_KEY", &clinician)
+        .env("DRS_ADMIN_KEY", &admin)
+        .env("DRS_EXAM_ID", exam_id)
+        .env("DRS_SHOTS", &shots)
+        .output()
+        .expect("node runs (Node.js is needed for the browser test)");
+    assert!(
+        out.status.success(),
+        "browser flow failed (screenshots in {}):\n{}\n{}",
+        shots.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in ["01-sign-in", "02-worklist", "03-case-heatmap", "04-signed", "05-audit", "06-agreement"] {
+        let png = std::fs::read(shots.join(format!("{name}.png"))).unwrap_or_else(|e| panic!("{name}.png: {e}"));
+        assert!(png.starts_with(b"\x89PNG") && png.len() > 5_000, "{name}.png is a real screenshot");
+    }
+
+    // The browser's sign-off is the stored record.
+    let reviews: serde_json::Value =
+        http().get(format!("{}/v1/exams/{exam_id}/reviews", server.url)).bearer_auth(&admin).send().unwrap().json().unwrap();
+    let signed = &reviews["reviews"][0];
+    assert_eq!((signed["state"].as_str(), signed["eyes"]["right"]["grade"].as_u64()), (Some("signed"), Some(3)), "{reviews}");
+}
