@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::dicom::DicomConfig;
 use crate::engine::EngineConfig;
 use crate::model::{ExecutionProvider, RuntimeOptions};
 use crate::preprocess::{DecodeLimits, QualityLimits};
@@ -28,6 +29,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Seconds `serve` waits for admitted work to finish on shutdown.
     pub shutdown_drain_secs: u64,
+    /// The DICOM node (C-ECHO/C-STORE listener, study grading, SR push).
+    pub dicom: DicomConfig,
 }
 
 impl Default for Config {
@@ -42,6 +45,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("data"),
             shutdown_drain_secs: 30,
+            dicom: DicomConfig::default(),
         }
     }
 }
@@ -97,6 +101,10 @@ mod tests {
         assert_eq!(c.engine.max_batch, 4);
         assert_eq!(c.engine.queue_capacity, EngineConfig::default().queue_capacity);
         assert_eq!(c.quality.min_focus, 0.1);
+        std::fs::write(&path, "[dicom]\nport = 0\nallowed_calling_aes = [\"CAM1\"]\n[dicom.sr_destination]\nhost = \"pacs\"\nport = 104\nae_title = \"PACS\"\n").unwrap();
+        let c = Config::load(Some(&path)).unwrap();
+        assert_eq!((c.dicom.port, c.dicom.ae_title.as_str()), (0, "DRSCREEN"));
+        assert_eq!(c.dicom.sr_destination.unwrap().ae_title, "PACS");
         std::fs::write(&path, "[engine]\nmax_batc = 4\n").unwrap();
         let err = Config::load(Some(&path)).unwrap_err().to_string();
         assert!(err.contains("max_batc"), "{err}");

@@ -16,6 +16,7 @@
 //! - [`pipeline`]: the glue the edges call: grade images and exams end to end.
 
 pub mod config;
+pub mod dicom;
 pub mod engine;
 pub mod grading;
 pub mod http;

@@ -4,7 +4,9 @@
 //! down gracefully: stop accepting, finish what was admitted, close the store.
 
 pub mod auth;
+pub mod dicomweb;
 pub mod error;
+pub mod fhir;
 pub mod kserve;
 pub mod metrics;
 pub mod openapi;
@@ -62,6 +64,9 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/v1/exams/{id}", get(v1::get_exam))
         .route("/v1/images/{id}", get(v1::get_image))
         .route("/v1/images/{id}/heatmap.png", get(v1::heatmap))
+        .route("/v1/exams/{id}/sr.dcm", get(dicomweb::exam_sr))
+        .route("/v1/exams/{id}/fhir", get(fhir::exam_fhir))
+        .route("/dicomweb/studies", post(dicomweb::stow))
         .merge(kserve::routes())
         .fallback(|| async { error::ApiError::not_found("route") })
         .layer(DefaultBodyLimit::max(body_limit))
