@@ -13,7 +13,7 @@ use drscreen::model::ExecutionProvider;
 
 /// Diabetic-retinopathy screening of fundus photographs with a locked ONNX model.
 #[derive(Parser)]
-#[command(name = "drscreen", version, about, long_about = None)]
+#[command(name = "drscreen", version, about, long_about = None, args_override_self = true)]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
