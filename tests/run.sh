@@ -6,4 +6,12 @@ cd "$(dirname "$0")/.."
 # Triton's own Python client is the peer for the KServe v2 tests.
 python3 -c "import tritonclient.http" 2>/dev/null ||
   python3 -m pip install --quiet "tritonclient[http]==2.73.0" "numpy==2.4.6"
+# dcmtk (img2dcm, echoscu, storescu, storescp, dsrdump) and dicom3tools (dciodvfy) are
+# the DICOM peers; fhir.resources parses the FHIR reports.
+if ! command -v storescu >/dev/null || ! command -v dciodvfy >/dev/null; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq dcmtk dicom3tools >/dev/null
+fi
+python3 -c "import fhir.resources.R4B" 2>/dev/null ||
+  python3 -m pip install --quiet "fhir.resources==8.3.0"
 cargo test --locked "$@"

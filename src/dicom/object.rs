@@ -186,7 +186,7 @@ impl Instance {
             .or_else(|| text(obj, tags::LATERALITY))
             .and_then(|l| Laterality::parse(&l))
             .unwrap_or(Laterality::Unspecified);
-        let frames = frames(obj, &ts_uid, limits)?;
+        let frames = frames(obj, &ts_uid, limits, true)?;
         Ok(Self {
             sop_class_uid,
             sop_instance_uid,
@@ -201,7 +201,14 @@ impl Instance {
     }
 }
 
-fn frames(obj: &InMemDicomObject, ts_uid: &str, limits: &DecodeLimits) -> Result<Vec<Frame>, ObjectError> {
+/// The decoded pixels of each native frame of a stored instance (None for JPEG frames,
+/// which the engine decodes itself); used when grading, without making PNG copies again.
+pub fn native_pixels(bytes: &[u8], limits: &DecodeLimits) -> Result<Vec<Option<std::sync::Arc<Decoded>>>, ObjectError> {
+    let (obj, ts) = read_part10(bytes)?;
+    Ok(frames(&obj, &ts, limits, false)?.into_iter().map(|f| f.pixels).collect())
+}
+
+fn frames(obj: &InMemDicomObject, ts_uid: &str, limits: &DecodeLimits, stored_copy: bool) -> Result<Vec<Frame>, ObjectError> {
     let pixel = obj.get(tags::PIXEL_DATA).ok_or_else(|| ObjectError::Mismatch("an image SOP class without Pixel Data".into()))?;
     let rows = int(obj, tags::ROWS).ok_or(ObjectError::Missing("Rows"))?;
     let cols = int(obj, tags::COLUMNS).ok_or(ObjectError::Missing("Columns"))?;
@@ -215,7 +222,9 @@ fn frames(obj: &InMemDicomObject, ts_uid: &str, limits: &DecodeLimits) -> Result
             .into_iter()
             .map(|bytes| {
                 // Decoded here only to reject what the engine could not read (scaled, cheap).
-                decode::decode(&bytes, limits, true)?;
+                if stored_copy {
+                    decode::decode(&bytes, limits, true)?;
+                }
                 Ok(Frame { blob: Bytes::from(bytes), media_type: "image/jpeg", pixels: None })
             })
             .collect();
@@ -246,8 +255,8 @@ fn frames(obj: &InMemDicomObject, ts_uid: &str, limits: &DecodeLimits) -> Result
                 rgb,
                 source: SourceInfo { format: Format::Dicom, width: cols, height: rows, scale_denominator: 1 },
             };
-            let png = png_fast(&decoded)?;
-            Ok(Frame { blob: Bytes::from(png), media_type: "image/png", pixels: Some(std::sync::Arc::new(decoded)) })
+            let png = if stored_copy { Bytes::from(png_fast(&decoded)?) } else { Bytes::new() };
+            Ok(Frame { blob: png, media_type: "image/png", pixels: Some(std::sync::Arc::new(decoded)) })
         })
         .collect()
 }

@@ -169,16 +169,29 @@ pub async fn run_grader(service: Arc<ScreeningService>, config: DicomConfig) {
 async fn grade_study(service: &Arc<ScreeningService>, study: DueStudy, destination: Option<String>) {
     let store = service.store.clone();
     let (uid, upto) = (study.study_uid.clone(), study.last_seq);
-    let loaded = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
-        let frames = store.study_frames(&uid, upto)?;
+    let limits = service.screener.engine.preprocessor().limits;
+    let loaded = tokio::task::spawn_blocking(move || -> Result<_, String> {
+        let frames = store.study_frames(&uid, upto).map_err(|e| e.to_string())?;
         let mut images = Vec::with_capacity(frames.len());
+        // Native frames are graded from the decoded DICOM pixels (the PNG is only the
+        // stored copy); each instance is decoded once.
+        let mut decoded: Option<(String, Vec<Option<Arc<crate::preprocess::decode::Decoded>>>)> = None;
         for f in &frames {
+            let pixels = if f.media_type == "image/png" {
+                if decoded.as_ref().is_none_or(|(sha, _)| *sha != f.instance_sha256) {
+                    let bytes = store.read_blob(&f.instance_sha256).map_err(|e| e.to_string())?;
+                    decoded = Some((f.instance_sha256.clone(), object::native_pixels(&bytes, &limits).map_err(|e| e.to_string())?));
+                }
+                decoded.as_ref().and_then(|(_, px)| px.get((f.frame - 1).max(0) as usize).cloned().flatten())
+            } else {
+                None
+            };
             images.push(IncomingImage {
-                bytes: store.read_blob(&f.sha256)?.into(),
+                bytes: store.read_blob(&f.sha256).map_err(|e| e.to_string())?.into(),
                 media_type: f.media_type.clone(),
                 laterality: Laterality::parse(&f.laterality).unwrap_or(Laterality::Unspecified),
                 view: None,
-                pixels: None,
+                pixels,
             });
         }
         Ok((frames, images))

@@ -297,13 +297,4 @@ impl Store {
         tx.commit()?;
         Ok(())
     }
-
-    /// The outbox rows of an exam: (destination, attempts, sent_at, last_error).
-    pub fn outbox_for_exam(&self, exam_id: &str) -> Result<Vec<(String, i64, Option<String>, Option<String>)>, StoreError> {
-        let conn = self.conn()?;
-        let mut stmt =
-            conn.prepare_cached("SELECT destination, attempts, sent_at, last_error FROM sr_outbox WHERE exam_id = ?1 ORDER BY id")?;
-        let rows = stmt.query_map([exam_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
-    }
 }
