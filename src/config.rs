@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::dicom::DicomConfig;
 use crate::engine::EngineConfig;
 use crate::model::{ExecutionProvider, RuntimeOptions};
 use crate::preprocess::{DecodeLimits, QualityLimits};
@@ -30,6 +31,8 @@ pub struct Config {
     pub shutdown_drain_secs: u64,
     /// The clinician review pages and agreement monitor.
     pub review: ReviewConfig,
+    /// The DICOM node (C-ECHO/C-STORE listener, study grading, SR push).
+    pub dicom: DicomConfig,
 }
 
 /// `[review]`: the clinician review pages.
@@ -66,6 +69,7 @@ impl Default for Config {
             data_dir: PathBuf::from("data"),
             shutdown_drain_secs: 30,
             review: ReviewConfig::default(),
+            dicom: DicomConfig::default(),
         }
     }
 }
@@ -121,6 +125,10 @@ mod tests {
         assert_eq!(c.engine.max_batch, 4);
         assert_eq!(c.engine.queue_capacity, EngineConfig::default().queue_capacity);
         assert_eq!(c.quality.min_focus, 0.1);
+        std::fs::write(&path, "[dicom]\nport = 0\nallowed_calling_aes = [\"CAM1\"]\n[dicom.sr_destination]\nhost = \"pacs\"\nport = 104\nae_title = \"PACS\"\n").unwrap();
+        let c = Config::load(Some(&path)).unwrap();
+        assert_eq!((c.dicom.port, c.dicom.ae_title.as_str()), (0, "DRSCREEN"));
+        assert_eq!(c.dicom.sr_destination.unwrap().ae_title, "PACS");
         std::fs::write(&path, "[engine]\nmax_batc = 4\n").unwrap();
         let err = Config::load(Some(&path)).unwrap_err().to_string();
         assert!(err.contains("max_batc"), "{err}");

@@ -14,8 +14,10 @@
 //! - [`grading`]: ICDR grade, DME, gradability, per-eye and per-exam outcome rules.
 //! - [`report`]: validation metrics and plots.
 //! - [`pipeline`]: the glue the edges call: grade images and exams end to end.
+//! - [`dicom`]: the DICOM edge (C-STORE SCP, study grader, SR writer and sender).
 
 pub mod config;
+pub mod dicom;
 pub mod engine;
 pub mod grading;
 pub mod http;

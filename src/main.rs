@@ -13,7 +13,7 @@ use drscreen::model::ExecutionProvider;
 
 /// Diabetic-retinopathy screening of fundus photographs with a locked ONNX model.
 #[derive(Parser)]
-#[command(name = "drscreen", version, about, long_about = None)]
+#[command(name = "drscreen", version, about, long_about = None, args_override_self = true)]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
@@ -78,6 +78,39 @@ pub struct GlobalArgs {
     /// Signed reviews the agreement monitor looks back over [default: 200].
     #[arg(long, global = true, env = "DRSCREEN_AGREEMENT_WINDOW")]
     pub agreement_window: Option<u32>,
+    /// Start the DICOM listener with serve [default: true].
+    #[arg(long, global = true, env = "DRSCREEN_DICOM_ENABLED")]
+    pub dicom_enabled: Option<bool>,
+    /// DICOM AE title of this node; other called titles are rejected [default: DRSCREEN].
+    #[arg(long, global = true, env = "DRSCREEN_DICOM_AE_TITLE")]
+    pub dicom_ae_title: Option<String>,
+    /// Address the DICOM listener binds to [default: 127.0.0.1].
+    #[arg(long, global = true, env = "DRSCREEN_DICOM_BIND")]
+    pub dicom_bind: Option<String>,
+    /// DICOM port; 0 picks a free one, printed on stdout [default: 11112].
+    #[arg(long, global = true, env = "DRSCREEN_DICOM_PORT")]
+    pub dicom_port: Option<u16>,
+    /// Calling AE titles allowed to associate, comma-separated [default: any].
+    #[arg(long, global = true, env = "DRSCREEN_DICOM_ALLOWED_CALLING_AES", value_delimiter = ',')]
+    pub dicom_allowed_calling_aes: Option<Vec<String>>,
+    /// Seconds a study must be quiet before it is graded [default: 30].
+    #[arg(long, global = true, env = "DRSCREEN_DICOM_STUDY_STABLE_SECS")]
+    pub dicom_study_stable_secs: Option<f64>,
+    /// Largest DICOM PDU received, bytes [default: 65536].
+    #[arg(long, global = true, env = "DRSCREEN_DICOM_MAX_PDU")]
+    pub dicom_max_pdu: Option<u32>,
+    /// DICOM associations served at once [default: 16].
+    #[arg(long, global = true, env = "DRSCREEN_DICOM_MAX_ASSOCIATIONS")]
+    pub dicom_max_associations: Option<usize>,
+    /// PACS receiving each exam's SR by C-STORE, as AE@host:port [default: none].
+    #[arg(long, global = true, env = "DRSCREEN_SR_DESTINATION")]
+    pub sr_destination: Option<String>,
+    /// First SR push retry delay, seconds; doubles per failure [default: 30].
+    #[arg(long, global = true, env = "DRSCREEN_SR_RETRY_INITIAL_SECS")]
+    pub sr_retry_initial_secs: Option<f64>,
+    /// Longest SR push retry delay, seconds; pushes are never dropped [default: 3600].
+    #[arg(long, global = true, env = "DRSCREEN_SR_RETRY_MAX_SECS")]
+    pub sr_retry_max_secs: Option<f64>,
 }
 
 impl GlobalArgs {
@@ -132,6 +165,40 @@ impl GlobalArgs {
         }
         if let Some(v) = self.agreement_window {
             c.review.agreement_window = v;
+        }
+        let d = &mut c.dicom;
+        if let Some(v) = self.dicom_enabled {
+            d.enabled = v;
+        }
+        if let Some(v) = &self.dicom_ae_title {
+            d.ae_title = v.clone();
+        }
+        if let Some(v) = &self.dicom_bind {
+            d.bind = v.clone();
+        }
+        if let Some(v) = self.dicom_port {
+            d.port = v;
+        }
+        if let Some(v) = &self.dicom_allowed_calling_aes {
+            d.allowed_calling_aes = v.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+        }
+        if let Some(v) = self.dicom_study_stable_secs {
+            d.study_stable_secs = v;
+        }
+        if let Some(v) = self.dicom_max_pdu {
+            d.max_pdu = v;
+        }
+        if let Some(v) = self.dicom_max_associations {
+            d.max_associations = v;
+        }
+        if let Some(v) = &self.sr_destination {
+            d.sr_destination = Some(drscreen::dicom::SrDestination::parse(v).map_err(anyhow::Error::msg)?);
+        }
+        if let Some(v) = self.sr_retry_initial_secs {
+            d.sr_retry_initial_secs = v;
+        }
+        if let Some(v) = self.sr_retry_max_secs {
+            d.sr_retry_max_secs = v;
         }
         Ok(c)
     }

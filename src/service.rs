@@ -10,6 +10,7 @@ use serde::Deserialize;
 use crate::engine::{EngineError, Scored};
 use crate::grading::{ExamResult, ImageFinding, Laterality};
 use crate::pipeline::Screener;
+use crate::preprocess::decode::Decoded;
 use crate::report::heatmap;
 use crate::store::{NewExam, NewImage, Store, StoreError, StoredExam};
 
@@ -36,7 +37,14 @@ pub struct IncomingImage {
     pub laterality: Laterality,
     /// "macula" or "disc" centred, when the clinic says.
     pub view: Option<String>,
+    /// Pixels the edge already decoded (native DICOM frames); `bytes` is then only the
+    /// stored copy, and the engine grades these pixels without decoding `bytes` again.
+    pub pixels: Option<Arc<Decoded>>,
 }
+
+/// Extra writes an edge commits in the same transaction as the exam (the DICOM edge links
+/// the exam to its study and source instances); gets the new exam id.
+pub type CommitHook = Box<dyn FnOnce(&rusqlite::Transaction<'_>, &str) -> Result<(), StoreError> + Send>;
 
 /// Clinic-supplied references for an exam (stored, never logged).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -78,6 +86,13 @@ impl ScreeningService {
         Ok((self.screener.finding(&scored, laterality, None), scored))
     }
 
+    /// Grades pixels an edge decoded itself (not stored).
+    pub async fn grade_pixels(&self, pixels: Arc<Decoded>, laterality: Laterality) -> Result<(ImageFinding, Scored), ServiceError> {
+        let ticket = self.screener.engine.submit_decoded(pixels)?;
+        let scored = ticket.await.map_err(|_| EngineError::ShuttingDown)??;
+        Ok((self.screener.finding(&scored, laterality, None), scored))
+    }
+
     /// Grades every image of an exam, then stores originals, findings and the exam in one
     /// commit. Any unreadable image rejects the whole exam: nothing is half-written.
     pub async fn submit_exam(
@@ -86,12 +101,27 @@ impl ScreeningService {
         images: Vec<IncomingImage>,
         meta: ExamMetadata,
     ) -> Result<(StoredExam, ExamResult), ServiceError> {
+        self.submit_exam_with(actor, images, meta, None).await
+    }
+
+    /// [`ScreeningService::submit_exam`], plus `hook` committed in the exam's transaction.
+    pub async fn submit_exam_with(
+        &self,
+        actor: &str,
+        images: Vec<IncomingImage>,
+        meta: ExamMetadata,
+        hook: Option<CommitHook>,
+    ) -> Result<(StoredExam, ExamResult), ServiceError> {
         if images.is_empty() {
             return Err(ServiceError::Invalid("an exam needs at least one image".into()));
         }
         let mut tickets = Vec::with_capacity(images.len());
         for (index, image) in images.iter().enumerate() {
-            tickets.push(self.screener.submit(image.bytes.clone()).map_err(|source| match source {
+            let submitted = match &image.pixels {
+                Some(pixels) => self.screener.engine.submit_decoded(pixels.clone()),
+                None => self.screener.submit(image.bytes.clone()),
+            };
+            tickets.push(submitted.map_err(|source| match source {
                 e @ (EngineError::QueueFull(_) | EngineError::ShuttingDown) => ServiceError::Engine(e),
                 source => ServiceError::Image { index, source },
             })?);
@@ -134,7 +164,7 @@ impl ScreeningService {
                 result: result_json,
                 images: new_images,
             };
-            Ok(store.insert_exam(&exam)?)
+            Ok(store.insert_exam_with(&exam, hook)?)
         })
         .await??;
         Ok((stored, result))

@@ -6,4 +6,20 @@ cd "$(dirname "$0")/.."
 # Triton's own Python client is the peer for the KServe v2 tests.
 python3 -c "import tritonclient.http" 2>/dev/null ||
   python3 -m pip install --quiet "tritonclient[http]==2.73.0" "numpy==2.4.6"
+# dcmtk (img2dcm, echoscu, storescu, storescp, dsrdump) and dicom3tools (dciodvfy) are
+# the DICOM peers; fhir.resources parses the FHIR reports.
+if ! command -v storescu >/dev/null || ! command -v dciodvfy >/dev/null; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq dcmtk dicom3tools >/dev/null
+fi
+python3 -c "import fhir.resources.R4B" 2>/dev/null ||
+  python3 -m pip install --quiet "fhir.resources==8.3.0"
+# The review pages' end-to-end test drives Debian's Chromium with playwright-core
+# (pinned by tests/browser/package-lock.json; it never downloads a browser).
+if ! command -v chromium >/dev/null; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+[ -d tests/browser/node_modules/playwright-core ] ||
+  npm ci --prefix tests/browser --no-audit --no-fund --silent
 cargo test --locked "$@"

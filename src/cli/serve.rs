@@ -21,8 +21,9 @@ pub fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         provider = model.provider.ort_name(), warm_up_ms = model.warm_up.as_millis() as u64,
         "model verified and warm"
     );
+    let service = ScreeningService::new(screener, store);
     let state = AppState {
-        service: ScreeningService::new(screener, store),
+        service: service.clone(),
         metrics: Arc::new(Default::default()),
         max_body_bytes: config.limits.max_bytes,
         review: config.review.clone(),
@@ -32,8 +33,20 @@ pub fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         let listener =
             tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
-        // The bound address on stdout lets scripts and tests use port 0.
+        let dicom = if config.dicom.enabled {
+            let handle = tokio::runtime::Handle::current();
+            let bound = drscreen::dicom::start(&config.dicom, service, config.limits, &handle)
+                .with_context(|| format!("cannot start the DICOM listener on {}:{}", config.dicom.bind, config.dicom.port))?;
+            Some(bound)
+        } else {
+            None
+        };
+        // The bound addresses on stdout (HTTP first, DICOM second) let scripts and tests use port 0.
         println!("drscreen listening on http://{addr}");
+        match dicom {
+            Some(bound) => println!("drscreen dicom listening on {bound} AE {}", config.dicom.ae_title),
+            None => println!("drscreen dicom disabled"),
+        }
         tracing::info!(%addr, data_dir = %config.data_dir.display(), "listening");
         http::serve(listener, state, Duration::from_secs(config.shutdown_drain_secs)).await?;
         tracing::info!("stopped cleanly");

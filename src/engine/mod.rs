@@ -280,6 +280,19 @@ impl Engine {
 
     /// Admits one encoded image, or refuses at once when the engine is full.
     pub fn submit(&self, bytes: impl AsRef<[u8]> + Send + 'static) -> Result<Ticket, EngineError> {
+        self.submit_with(move |p| p.prepare(bytes.as_ref()))
+    }
+
+    /// Admits pixels an edge has already decoded (native DICOM frames): they skip the
+    /// decoder and follow the same recipe from field-of-view location on.
+    pub fn submit_decoded(&self, decoded: Arc<crate::preprocess::decode::Decoded>) -> Result<Ticket, EngineError> {
+        self.submit_with(move |p| p.prepare_decoded(&decoded))
+    }
+
+    fn submit_with(
+        &self,
+        prepare: impl FnOnce(&Preprocessor) -> Result<Prepared, PreprocessError> + Send + 'static,
+    ) -> Result<Ticket, EngineError> {
         let admission = self.admit()?;
         let (reply, ticket) = oneshot::channel();
         let submitted = Instant::now();
@@ -291,7 +304,7 @@ impl Engine {
                 stats.pruned.fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            match preprocessor.prepare(bytes.as_ref()) {
+            match prepare(&preprocessor) {
                 Ok(prepared) => {
                     enqueue(&queue, Job { work: Work::Prepared(prepared, reply), submitted, queued: Instant::now(), _admission: admission })
                 }

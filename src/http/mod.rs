@@ -4,7 +4,9 @@
 //! down gracefully: stop accepting, finish what was admitted, close the store.
 
 pub mod auth;
+pub mod dicomweb;
 pub mod error;
+pub mod fhir;
 pub mod kserve;
 pub mod metrics;
 pub mod openapi;
@@ -68,6 +70,9 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/v1/exams/{id}/reviews", post(reviews::create).get(reviews::list))
         .route("/v1/audit", get(reviews::audit))
         .route("/v1/agreement", get(reviews::agreement_json))
+        .route("/v1/exams/{id}/sr.dcm", get(dicomweb::exam_sr))
+        .route("/v1/exams/{id}/fhir", get(fhir::exam_fhir))
+        .route("/dicomweb/studies", post(dicomweb::stow))
         .merge(kserve::routes())
         .merge(pages::routes())
         .fallback(|| async { error::ApiError::not_found("route") })

@@ -11,7 +11,8 @@ pub fn document() -> serde_json::Value {
     let image_body = serde_json::json!({"required": true, "content": {
         "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
         "image/png": {"schema": {"type": "string", "format": "binary"}},
-        "image/tiff": {"schema": {"type": "string", "format": "binary"}}}});
+        "image/tiff": {"schema": {"type": "string", "format": "binary"}},
+        "application/dicom": {"schema": {"type": "string", "format": "binary"}}}});
     let mut doc = serde_json::json!({
         "openapi": "3.1.0",
         "info": {"title": "drscreen", "version": env!("CARGO_PKG_VERSION"),
@@ -59,6 +60,32 @@ pub fn document() -> serde_json::Value {
                 "responses": {"200": {"description": "PNG"}, "404": err("not found")}}}
         }
     });
+    let id = serde_json::json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}]);
+    let dicom_paths = [
+        (
+            "/v1/exams/{id}/sr.dcm",
+            serde_json::json!({"get": {"summary": "The exam as a DICOM SR (TID 1500 in a Comprehensive 3D SR; application/dicom)",
+            "parameters": id, "responses": {"200": {"description": "Part 10 file"}, "404": err("not found")}}}),
+        ),
+        (
+            "/v1/exams/{id}/fhir",
+            serde_json::json!({"get": {"summary": "The exam as a FHIR R4 DiagnosticReport with contained Observations (application/fhir+json)",
+            "parameters": id, "responses": {"200": {"description": "DiagnosticReport"}, "404": err("not found")}}}),
+        ),
+        (
+            "/dicomweb/studies",
+            serde_json::json!({"post": {"summary": "STOW-RS: store DICOM instances (multipart/related; type=\"application/dicom\"); studies are graded once quiet",
+            "requestBody": {"required": true, "content": {"multipart/related": {"schema": {"type": "string", "format": "binary"}}}},
+            "responses": {"200": {"description": "all stored (application/dicom+json ReferencedSOPSequence)"},
+                          "202": {"description": "some stored; FailedSOPSequence lists the others with FailureReason"},
+                          "409": {"description": "none stored"}, "415": err("not multipart/related application/dicom")}}}),
+        ),
+    ];
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for (path, ops) in dicom_paths {
+            paths.insert(path.to_string(), ops);
+        }
+    }
     if let (Some(paths), serde_json::Value::Object(more)) = (doc["paths"].as_object_mut(), review_paths()) {
         paths.extend(more);
     }

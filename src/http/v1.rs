@@ -62,11 +62,12 @@ pub async fn grade(
 ) -> Result<Response, ApiError> {
     let laterality = parse_laterality(q.laterality.as_deref())?;
     let media = media_type(request.headers());
-    if !IMAGE_TYPES.contains(&media.as_str()) {
+    let dicom = media == "application/dicom";
+    if !IMAGE_TYPES.contains(&media.as_str()) && !dicom {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
-            format!("Content-Type '{media}' is not accepted; send image/jpeg, image/png or image/tiff"),
+            format!("Content-Type '{media}' is not accepted; send image/jpeg, image/png, image/tiff or application/dicom"),
         ));
     }
     let body = axum::body::to_bytes(request.into_body(), state.max_body_bytes).await.map_err(|_| {
@@ -83,6 +84,9 @@ pub async fn grade(
     caller.require(&[Role::Device, Role::Admin])?;
     if state.service.saturated() {
         return Err(ApiError::busy());
+    }
+    if dicom {
+        return super::dicomweb::grade_dicom(&state, body, q.laterality.is_some().then_some(laterality)).await;
     }
     let (finding, scored) = state.service.grade(body, laterality).await?;
     state.metrics.observe_image(&scored.timings, finding.quality.gradable);
@@ -116,6 +120,7 @@ pub async fn create_exam(
                 media_type: if content_type.is_empty() { "application/octet-stream".into() } else { content_type },
                 laterality: parse_laterality(Some(&name))?,
                 view: None,
+                pixels: None,
             }),
             other => {
                 return Err(ApiError::bad_request("unknown_part", format!("unknown part '{other}': use left, right or metadata")));

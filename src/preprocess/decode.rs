@@ -34,6 +34,8 @@ pub enum Format {
     Jpeg,
     Png,
     Tiff,
+    /// Native (uncompressed) DICOM pixel data, decoded by the DICOM edge.
+    Dicom,
 }
 
 impl Format {
@@ -147,6 +149,7 @@ fn decode_other(bytes: &[u8], format: Format, limits: &DecodeLimits) -> Result<D
         Format::Png => image::ImageFormat::Png,
         Format::Tiff => image::ImageFormat::Tiff,
         Format::Jpeg => image::ImageFormat::Jpeg,
+        Format::Dicom => return Err(PreprocessError::UnsupportedFormat),
     };
     let mut reader = image::ImageReader::with_format(Cursor::new(bytes), image_format);
     let mut image_limits = image::Limits::default();

@@ -85,6 +85,22 @@ impl Preprocessor {
     pub fn prepare(&self, bytes: &[u8]) -> Result<Prepared, PreprocessError> {
         let start = Instant::now();
         let decoded = decode::decode(bytes, &self.limits, self.dct_scaling)?;
+        self.prepare_decoded_since(&decoded, start)
+    }
+
+    /// Runs the recipe from field-of-view location on, for pixels an edge decoded itself
+    /// (native DICOM pixel data); the same steps as [`Preprocessor::prepare`].
+    pub fn prepare_decoded(&self, decoded: &decode::Decoded) -> Result<Prepared, PreprocessError> {
+        if u64::from(decoded.width) * u64::from(decoded.height) > self.limits.max_pixels {
+            return Err(PreprocessError::TooManyPixels { width: decoded.width, height: decoded.height, limit: self.limits.max_pixels });
+        }
+        if decoded.rgb.len() != decoded.width as usize * decoded.height as usize * 3 || decoded.width == 0 || decoded.height == 0 {
+            return Err(PreprocessError::Corrupt("pixel buffer size mismatch".into()));
+        }
+        self.prepare_decoded_since(decoded, Instant::now())
+    }
+
+    fn prepare_decoded_since(&self, decoded: &decode::Decoded, start: Instant) -> Result<Prepared, PreprocessError> {
         let (w, h) = (decoded.width, decoded.height);
         let fov = fov::locate(w, h, &decoded.rgb);
         let rgb = if fov.inside(w, h) {

@@ -3,7 +3,7 @@
 
 use rusqlite::Connection;
 
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     // 1: exams, images, API keys, append-only audit log.
     "CREATE TABLE exams (
         id TEXT PRIMARY KEY,
@@ -50,7 +50,62 @@ const MIGRATIONS: [&str; 2] = [
     );
     CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
-    // 2: clinician reviews (versioned; a signed version is locked) and review-page sessions.
+    // 2: the DICOM node: studies (patient identifiers stored, never logged), received
+    // instances (unique SOP Instance UID: receiving twice is idempotent) and their frames,
+    // the instances each exam graded, and the durable outbox of SR pushes.
+    "CREATE TABLE dicom_studies (
+        study_uid TEXT PRIMARY KEY,
+        submitted_by TEXT NOT NULL,
+        patient_id TEXT,
+        patient_name TEXT,
+        first_received_at TEXT NOT NULL,
+        last_received_at TEXT NOT NULL,
+        last_received_unix REAL NOT NULL,
+        last_seq INTEGER NOT NULL,
+        graded_seq INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL,
+        exam_id TEXT REFERENCES exams(id)
+    );
+    CREATE INDEX dicom_studies_pending ON dicom_studies(graded_seq, last_seq);
+    CREATE TABLE dicom_instances (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        sop_instance_uid TEXT NOT NULL UNIQUE,
+        sop_class_uid TEXT NOT NULL,
+        study_uid TEXT NOT NULL REFERENCES dicom_studies(study_uid),
+        series_uid TEXT NOT NULL,
+        laterality TEXT NOT NULL,
+        transfer_syntax TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        received_via TEXT NOT NULL
+    );
+    CREATE INDEX dicom_instances_by_study ON dicom_instances(study_uid, seq);
+    CREATE TABLE dicom_frames (
+        sop_instance_uid TEXT NOT NULL REFERENCES dicom_instances(sop_instance_uid),
+        frame INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        media_type TEXT NOT NULL,
+        PRIMARY KEY (sop_instance_uid, frame)
+    );
+    CREATE TABLE dicom_exam_sources (
+        exam_id TEXT NOT NULL REFERENCES exams(id),
+        idx INTEGER NOT NULL,
+        sop_instance_uid TEXT NOT NULL REFERENCES dicom_instances(sop_instance_uid),
+        frame INTEGER NOT NULL,
+        PRIMARY KEY (exam_id, idx)
+    );
+    CREATE TABLE sr_outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        exam_id TEXT NOT NULL REFERENCES exams(id),
+        destination TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_unix REAL NOT NULL,
+        last_error TEXT,
+        sent_at TEXT
+    );
+    CREATE INDEX sr_outbox_due ON sr_outbox(sent_at, next_attempt_unix);",
+    // 3: clinician reviews (versioned; a signed version is locked) and review-page sessions.
     "CREATE TABLE reviews (
         exam_id TEXT NOT NULL REFERENCES exams(id),
         version INTEGER NOT NULL,

@@ -5,12 +5,15 @@
 //! The audit table is append-only, enforced by triggers. Patient references are stored
 //! here and nowhere else: never logged.
 
+mod dicom;
 mod migrations;
 mod reviews;
 mod sessions;
 
 pub use reviews::ReviewSaveError;
 pub use sessions::Session;
+
+pub use dicom::{DueOutbox, DueStudy, ExamSource, NewInstance, StudyFrame, link_exam};
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -242,6 +245,12 @@ impl Store {
 
     /// Commits an exam, its images and an audit event in one transaction.
     pub fn insert_exam(&self, exam: &NewExam) -> Result<StoredExam, StoreError> {
+        self.insert_exam_with(exam, None)
+    }
+
+    /// [`Store::insert_exam`], running `hook` (given the new exam id) inside the same
+    /// transaction so an edge's links commit with the exam or not at all.
+    pub fn insert_exam_with(&self, exam: &NewExam, hook: Option<crate::service::CommitHook>) -> Result<StoredExam, StoreError> {
         let id = random_hex(16)?;
         let created_at = now_rfc3339();
         let mut conn = self.conn()?;
@@ -288,6 +297,9 @@ impl Store {
             "INSERT INTO audit (at, actor, action, object, detail) VALUES (?1, ?2, 'exam.create', ?3, ?4)",
             params![created_at, exam.submitted_by, id, format!("{} images, outcome {}", exam.images.len(), exam.outcome)],
         )?;
+        if let Some(hook) = hook {
+            hook(&tx, &id)?;
+        }
         tx.commit()?;
         Ok(StoredExam {
             id,

@@ -62,6 +62,8 @@ pub fn bin() -> PathBuf {
 /// A real `drscreen serve` process on an ephemeral port with its own data directory.
 pub struct Server {
     pub url: String,
+    /// The DICOM listener's port (None when started with `--dicom-enabled false`).
+    pub dicom_port: Option<u16>,
     pub data_dir: PathBuf,
     child: std::process::Child,
     _temp: Option<tempfile::TempDir>,
@@ -83,7 +85,7 @@ impl Server {
         let mut child = std::process::Command::new(bin())
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", "127.0.0.1:0", "--dicom-port", "0"])
             .args(extra_args)
             .arg("serve")
             .stdout(std::process::Stdio::piped())
@@ -91,10 +93,20 @@ impl Server {
             .spawn()
             .expect("server starts");
         let stdout = child.stdout.take().unwrap();
+        let mut reader = std::io::BufReader::new(stdout);
         let mut line = String::new();
-        std::io::BufReader::new(stdout).read_line(&mut line).unwrap();
+        reader.read_line(&mut line).unwrap();
         let url = line.trim().strip_prefix("drscreen listening on ").unwrap_or_else(|| panic!("unexpected first line: {line}")).to_string();
-        Self { url, data_dir: data_dir.to_path_buf(), child, _temp: None }
+        // Second line: "drscreen dicom listening on 127.0.0.1:PORT AE TITLE" or "drscreen dicom disabled".
+        let mut second = String::new();
+        reader.read_line(&mut second).unwrap();
+        let dicom_port = second
+            .trim()
+            .strip_prefix("drscreen dicom listening on ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|addr| addr.rsplit(':').next())
+            .and_then(|p| p.parse().ok());
+        Self { url, dicom_port, data_dir: data_dir.to_path_buf(), child, _temp: None }
     }
 
     /// Creates an API key with `role` in this server's data directory.

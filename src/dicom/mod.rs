@@ -1,0 +1,144 @@
+//! The DICOM edge: a C-ECHO/C-STORE service class provider (`scp`), DICOM objects turned
+//! into fundus images (`object`), studies grouped and graded once quiet (`study`), the
+//! per-exam Structured Report (`sr`) and its C-STORE push with a durable outbox
+//! (`sender`). Like the HTTP edge it only calls `service` and `store`; decoding and
+//! association handling run on plain threads or tokio's blocking pool, never on the
+//! async workers. Patient identifiers are stored, never logged.
+
+pub mod object;
+pub mod scp;
+pub mod sender;
+pub mod sr;
+pub mod study;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::preprocess::DecodeLimits;
+use crate::service::ScreeningService;
+
+/// Where finished SR documents are pushed by C-STORE.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SrDestination {
+    pub host: String,
+    pub port: u16,
+    pub ae_title: String,
+}
+
+impl SrDestination {
+    /// Parses `AE@host:port`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (ae, addr) = text.split_once('@').ok_or_else(|| format!("'{text}': expected AE@host:port"))?;
+        let (host, port) = addr.rsplit_once(':').ok_or_else(|| format!("'{text}': expected AE@host:port"))?;
+        let port = port.parse().map_err(|_| format!("'{text}': bad port"))?;
+        if ae.is_empty() || ae.len() > 16 || host.is_empty() {
+            return Err(format!("'{text}': the AE title must be 1-16 characters and the host non-empty"));
+        }
+        Ok(Self { host: host.into(), port, ae_title: ae.into() })
+    }
+
+    pub fn address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+/// The `[dicom]` configuration section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DicomConfig {
+    /// Start the DICOM listener with `serve`.
+    pub enabled: bool,
+    /// This node's AE title; associations calling another title are rejected.
+    pub ae_title: String,
+    /// Address the listener binds to.
+    pub bind: String,
+    /// TCP port (0 = ephemeral, reported on stdout).
+    pub port: u16,
+    /// Calling AE titles allowed to associate (empty = any).
+    pub allowed_calling_aes: Vec<String>,
+    /// Seconds a study must be quiet (no new instance) before it is graded.
+    pub study_stable_secs: f64,
+    /// Largest PDU this node receives, bytes.
+    pub max_pdu: u32,
+    /// Associations served at once; beyond it new connections are closed.
+    pub max_associations: usize,
+    /// Seconds an association may stay silent before it is dropped.
+    pub idle_timeout_secs: u64,
+    /// PACS that receives each exam's SR by C-STORE (none = SRs are only served over HTTP).
+    pub sr_destination: Option<SrDestination>,
+    /// First retry delay after a failed SR push, seconds (doubles each failure).
+    pub sr_retry_initial_secs: f64,
+    /// Longest retry delay, seconds. Pushes are retried forever and never dropped.
+    pub sr_retry_max_secs: f64,
+}
+
+impl Default for DicomConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            ae_title: "DRSCREEN".into(),
+            bind: "127.0.0.1".into(),
+            port: 11112,
+            allowed_calling_aes: Vec::new(),
+            study_stable_secs: 30.0,
+            max_pdu: 65536,
+            max_associations: 16,
+            idle_timeout_secs: 60,
+            sr_destination: None,
+            sr_retry_initial_secs: 30.0,
+            sr_retry_max_secs: 3600.0,
+        }
+    }
+}
+
+/// Binds the listener and starts the association thread, the study grader and the SR
+/// sender (the last two on `runtime`). Returns the bound address (port 0 = ephemeral).
+pub fn start(
+    config: &DicomConfig,
+    service: Arc<ScreeningService>,
+    limits: DecodeLimits,
+    runtime: &tokio::runtime::Handle,
+) -> std::io::Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind((config.bind.as_str(), config.port))?;
+    let addr = listener.local_addr()?;
+    let ingest = study::Ingest { store: service.store.clone(), limits };
+    scp::spawn(listener, scp::Scp::new(config.clone(), ingest))?;
+    runtime.spawn(study::run_grader(service.clone(), config.clone()));
+    runtime.spawn(sender::run_sender(service, config.clone()));
+    Ok(addr)
+}
+
+/// A UID under the `2.25` root (ITU-T X.667: a UUID as one decimal integer) from 16 bytes.
+pub fn uid_from_bytes(bytes: [u8; 16]) -> String {
+    format!("2.25.{}", u128::from_be_bytes(bytes))
+}
+
+/// A deterministic UID derived from a name (sha256, first 16 bytes; version bits set as a
+/// name-based UUID so it is a valid X.667 value).
+pub fn uid_from_name(name: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(name.as_bytes());
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&digest[..16]);
+    b[6] = (b[6] & 0x0f) | 0x50;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    uid_from_bytes(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destination_parses_and_uids_are_valid() {
+        let d = SrDestination::parse("PACS@127.0.0.1:4242").unwrap();
+        assert_eq!((d.ae_title.as_str(), d.host.as_str(), d.port), ("PACS", "127.0.0.1", 4242));
+        assert!(SrDestination::parse("nohost").is_err());
+        let uid = uid_from_name("exam-1");
+        assert!(uid.len() <= 64 && uid.starts_with("2.25.") && uid == uid_from_name("exam-1"));
+        assert!(uid[5..].chars().all(|c| c.is_ascii_digit()) && !uid[5..].starts_with('0'));
+    }
+}

@@ -1,0 +1,385 @@
+//! The association loop: a blocking listener thread accepts TCP connections and serves
+//! each association on its own thread (decoding stays off the async runtime). It checks
+//! the called AE title and the optional calling-AE allow-list, accepts Verification and
+//! any storage SOP class (so a non-image class gets a proper C-STORE status instead of a
+//! bare presentation-context rejection), but only the transfer syntaxes it can decode.
+//! Command and data-set PDVs are reassembled per presentation context, so fragmented
+//! commands and data sets split over many P-DATA PDUs both work.
+
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
+use dicom_dictionary_std::tags;
+use dicom_object::InMemDicomObject;
+use dicom_ul::association::server::{AccessControl, ServerAssociationOptions};
+use dicom_ul::pdu::{AssociationRJServiceUserReason, PDataValue, PDataValueType, Pdu, UserIdentity};
+
+use super::DicomConfig;
+use super::object::{self, IMPLICIT_VR_LE, TRANSFER_SYNTAXES, VERIFICATION};
+use super::study::Ingest;
+
+const C_STORE_RQ: u16 = 0x0001;
+const C_STORE_RSP: u16 = 0x8001;
+const C_ECHO_RQ: u16 = 0x0030;
+const C_ECHO_RSP: u16 = 0x8030;
+const NO_DATA_SET: u16 = 0x0101;
+
+/// Called-AE check plus an optional allow-list of calling AE titles.
+struct Access {
+    allowed: Vec<String>,
+}
+
+impl AccessControl for Access {
+    fn check_access(
+        &self,
+        this_ae_title: &str,
+        calling_ae_title: &str,
+        called_ae_title: &str,
+        _user_identity: Option<&UserIdentity>,
+    ) -> Result<(), AssociationRJServiceUserReason> {
+        if this_ae_title.trim() != called_ae_title.trim() {
+            return Err(AssociationRJServiceUserReason::CalledAETitleNotRecognized);
+        }
+        if !self.allowed.is_empty() && !self.allowed.iter().any(|a| a.trim() == calling_ae_title.trim()) {
+            return Err(AssociationRJServiceUserReason::CallingAETitleNotRecognized);
+        }
+        Ok(())
+    }
+}
+
+/// What the SCP threads share.
+pub struct Scp {
+    pub config: DicomConfig,
+    pub ingest: Ingest,
+    active: AtomicUsize,
+}
+
+impl Scp {
+    pub fn new(config: DicomConfig, ingest: Ingest) -> Arc<Self> {
+        Arc::new(Self { config, ingest, active: AtomicUsize::new(0) })
+    }
+}
+
+/// Accepts connections on `listener` forever, one thread per association.
+pub fn spawn(listener: TcpListener, scp: Arc<Scp>) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name("drscreen-dicom".into()).spawn(move || {
+        for stream in listener.incoming() {
+            let stream = match stream {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "DICOM accept failed");
+                    continue;
+                }
+            };
+            if scp.active.fetch_add(1, Ordering::AcqRel) >= scp.config.max_associations {
+                scp.active.fetch_sub(1, Ordering::AcqRel);
+                tracing::warn!(max = scp.config.max_associations, "too many DICOM associations; connection closed");
+                continue;
+            }
+            let scp2 = scp.clone();
+            let spawned = std::thread::Builder::new().name("drscreen-assoc".into()).spawn(move || {
+                serve(stream, &scp2);
+                scp2.active.fetch_sub(1, Ordering::AcqRel);
+            });
+            if let Err(e) = spawned {
+                scp.active.fetch_sub(1, Ordering::AcqRel);
+                tracing::error!(error = %e, "cannot start an association thread");
+            }
+        }
+    })
+}
+
+/// A command waiting for its data set.
+struct Pending {
+    pc: u8,
+    command: InMemDicomObject,
+    data: Vec<u8>,
+    too_large: bool,
+}
+
+fn serve(stream: TcpStream, scp: &Scp) {
+    let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let timeout = Duration::from_secs(scp.config.idle_timeout_secs.max(1));
+    let mut options = ServerAssociationOptions::new()
+        .ae_access_control(Access { allowed: scp.config.allowed_calling_aes.clone() })
+        .ae_title(scp.config.ae_title.clone())
+        .max_pdu_length(scp.config.max_pdu)
+        .promiscuous(true)
+        .read_timeout(timeout)
+        .write_timeout(timeout)
+        .with_abstract_syntax(VERIFICATION);
+    for (uid, _) in object::IMAGE_SOP_CLASSES {
+        options = options.with_abstract_syntax(uid);
+    }
+    for ts in TRANSFER_SYNTAXES {
+        options = options.with_transfer_syntax(ts);
+    }
+    let mut assoc = match options.establish(stream) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "DICOM association refused");
+            return;
+        }
+    };
+    let calling = dicom_ul::association::Association::peer_ae_title(&assoc).trim().to_string();
+    let contexts: Vec<(u8, String, String)> = assoc
+        .presentation_contexts()
+        .iter()
+        .map(|pc| (pc.id, pc.abstract_syntax.trim_end_matches('\0').to_string(), pc.transfer_syntax.trim_end_matches('\0').to_string()))
+        .collect();
+    tracing::info!(%peer, calling_ae = %calling, contexts = contexts.len(), "DICOM association established");
+    let max_bytes = scp.ingest.limits.max_bytes.saturating_mul(2);
+    let mut command_buf: Vec<u8> = Vec::new();
+    let mut pending: Option<Pending> = None;
+    loop {
+        let pdu = match assoc.receive() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "DICOM association ended with an error");
+                return;
+            }
+        };
+        match pdu {
+            Pdu::PData { data } => {
+                for pdv in data {
+                    let outcome = handle_pdv(pdv, &mut command_buf, &mut pending, max_bytes);
+                    match outcome {
+                        Ok(None) => {}
+                        Ok(Some(done)) => {
+                            let (pc, response) = dispatch(done, &contexts, &calling, scp);
+                            let msg = Pdu::PData {
+                                data: vec![PDataValue {
+                                    presentation_context_id: pc,
+                                    value_type: PDataValueType::Command,
+                                    is_last: true,
+                                    data: response,
+                                }],
+                            };
+                            if let Err(e) = assoc.send(&msg) {
+                                tracing::warn!(%peer, error = %e, "cannot send a DIMSE response");
+                                return;
+                            }
+                        }
+                        Err(reason) => {
+                            tracing::warn!(%peer, %reason, "protocol error; aborting the association");
+                            let _ = assoc.abort();
+                            return;
+                        }
+                    }
+                }
+            }
+            Pdu::ReleaseRQ => {
+                let _ = assoc.send(&Pdu::ReleaseRP);
+                tracing::info!(%peer, "DICOM association released");
+                return;
+            }
+            Pdu::AbortRQ { .. } => {
+                tracing::info!(%peer, "DICOM association aborted by the peer");
+                return;
+            }
+            other => {
+                tracing::warn!(%peer, pdu = %other.short_description(), "unexpected PDU; aborting");
+                let _ = assoc.abort();
+                return;
+            }
+        }
+    }
+}
+
+/// A complete message: command, and the data set when one was announced.
+struct Message {
+    pc: u8,
+    command: InMemDicomObject,
+    data: Option<Vec<u8>>,
+    too_large: bool,
+}
+
+fn handle_pdv(
+    pdv: PDataValue,
+    command_buf: &mut Vec<u8>,
+    pending: &mut Option<Pending>,
+    max_bytes: usize,
+) -> Result<Option<Message>, String> {
+    match pdv.value_type {
+        PDataValueType::Command => {
+            if pending.is_some() {
+                return Err("a command arrived before the previous data set ended".into());
+            }
+            command_buf.extend_from_slice(&pdv.data);
+            if command_buf.len() > 64 * 1024 {
+                return Err("command set larger than 64 KiB".into());
+            }
+            if !pdv.is_last {
+                return Ok(None);
+            }
+            let bytes = std::mem::take(command_buf);
+            let command = object::read_dataset(&bytes, IMPLICIT_VR_LE).map_err(|e| format!("unreadable command: {e}"))?;
+            let has_data =
+                command.get(tags::COMMAND_DATA_SET_TYPE).and_then(|e| e.to_int::<u16>().ok()).unwrap_or(NO_DATA_SET) != NO_DATA_SET;
+            if has_data {
+                *pending = Some(Pending { pc: pdv.presentation_context_id, command, data: Vec::new(), too_large: false });
+                Ok(None)
+            } else {
+                Ok(Some(Message { pc: pdv.presentation_context_id, command, data: None, too_large: false }))
+            }
+        }
+        PDataValueType::Data => {
+            let Some(p) = pending.as_mut() else {
+                return Err("a data set without a command".into());
+            };
+            if p.pc != pdv.presentation_context_id {
+                return Err(format!("data set on presentation context {} for a command on {}", pdv.presentation_context_id, p.pc));
+            }
+            if !p.too_large {
+                if p.data.len() + pdv.data.len() > max_bytes {
+                    p.too_large = true;
+                    p.data = Vec::new();
+                } else {
+                    p.data.extend_from_slice(&pdv.data);
+                }
+            }
+            if !pdv.is_last {
+                return Ok(None);
+            }
+            let Some(p) = pending.take() else {
+                return Err("no pending command".into());
+            };
+            Ok(Some(Message { pc: p.pc, command: p.command, data: Some(p.data), too_large: p.too_large }))
+        }
+    }
+}
+
+fn text(obj: &InMemDicomObject, tag: Tag) -> String {
+    obj.get(tag).and_then(|e| e.to_str().ok()).map(|s| s.trim_end_matches(['\0', ' ']).to_string()).unwrap_or_default()
+}
+
+/// Runs one DIMSE request; returns the presentation context and the encoded response.
+fn dispatch(msg: Message, contexts: &[(u8, String, String)], calling: &str, scp: &Scp) -> (u8, Vec<u8>) {
+    let field = msg.command.get(tags::COMMAND_FIELD).and_then(|e| e.to_int::<u16>().ok()).unwrap_or(0);
+    let message_id = msg.command.get(tags::MESSAGE_ID).and_then(|e| e.to_int::<u16>().ok()).unwrap_or(0);
+    let class = text(&msg.command, tags::AFFECTED_SOP_CLASS_UID);
+    let instance = text(&msg.command, tags::AFFECTED_SOP_INSTANCE_UID);
+    let context = contexts.iter().find(|(id, _, _)| *id == msg.pc);
+    match field {
+        C_ECHO_RQ => (msg.pc, response(C_ECHO_RSP, message_id, &class, None, 0x0000, None)),
+        C_STORE_RQ => {
+            let (status, comment) = match (context, msg.data) {
+                (None, _) => (0xC000, Some("unknown presentation context".to_string())),
+                (_, _) if msg.too_large => (0xA700, Some("data set larger than this node accepts".to_string())),
+                (_, None) => (0xC000, Some("C-STORE without a data set".to_string())),
+                (Some((_, _, ts)), Some(data)) => store(scp, calling, &class, &instance, &data, ts),
+            };
+            (msg.pc, response(C_STORE_RSP, message_id, &class, Some(&instance), status, comment.as_deref()))
+        }
+        other => {
+            // Unrecognised operation (PS3.7 C.4.2): answered on the request's context.
+            tracing::warn!(command = other, "unsupported DIMSE command");
+            (msg.pc, response(other | 0x8000, message_id, &class, None, 0x0211, Some("unsupported operation")))
+        }
+    }
+}
+
+fn store(scp: &Scp, calling: &str, class: &str, instance: &str, data: &[u8], ts: &str) -> (u16, Option<String>) {
+    if !object::is_image_class(class) {
+        return (0x0122, Some(format!("SOP class {class} is not an image class this node grades")));
+    }
+    let actor = format!("dicom:{calling}");
+    match scp.ingest.dataset(&actor, "c-store", calling, data, ts) {
+        Ok(done) if done.sop_instance_uid != instance || done.sop_class_uid != class => {
+            (0xA900, Some("the data set's SOP class/instance differ from the command's".into()))
+        }
+        Ok(done) => {
+            tracing::info!(calling_ae = %calling, new = done.new, "C-STORE accepted");
+            (0x0000, None)
+        }
+        Err(e) => {
+            tracing::warn!(calling_ae = %calling, error = %e, "C-STORE refused");
+            (e.dimse_status(), Some(e.to_string()))
+        }
+    }
+}
+
+/// Encodes a response command set (implicit VR little endian, with its group length).
+fn response(field: u16, message_id: u16, class: &str, instance: Option<&str>, status: u16, comment: Option<&str>) -> Vec<u8> {
+    let mut obj = InMemDicomObject::new_empty();
+    let us = |tag, v: u16| DataElement::new(tag, VR::US, PrimitiveValue::from(v));
+    if !class.is_empty() {
+        obj.put(DataElement::new(tags::AFFECTED_SOP_CLASS_UID, VR::UI, PrimitiveValue::from(class)));
+    }
+    obj.put(us(tags::COMMAND_FIELD, field));
+    obj.put(us(tags::MESSAGE_ID_BEING_RESPONDED_TO, message_id));
+    obj.put(us(tags::COMMAND_DATA_SET_TYPE, NO_DATA_SET));
+    obj.put(us(tags::STATUS, status));
+    if let Some(c) = comment {
+        let c: String = c.chars().filter(|c| c.is_ascii() && !c.is_ascii_control()).take(64).collect();
+        obj.put(DataElement::new(tags::ERROR_COMMENT, VR::LO, PrimitiveValue::from(c)));
+    }
+    if let Some(i) = instance.filter(|i| !i.is_empty()) {
+        obj.put(DataElement::new(tags::AFFECTED_SOP_INSTANCE_UID, VR::UI, PrimitiveValue::from(i)));
+    }
+    encode_command(&obj)
+}
+
+/// Writes a command set with its CommandGroupLength element first.
+pub fn encode_command(obj: &InMemDicomObject) -> Vec<u8> {
+    let mut body = Vec::new();
+    if let Some(ts) =
+        dicom_encoding::transfer_syntax::TransferSyntaxIndex::get(&dicom_transfer_syntax_registry::TransferSyntaxRegistry, IMPLICIT_VR_LE)
+        && obj.write_dataset_with_ts(&mut body, ts).is_err()
+    {
+        body.clear();
+    }
+    let mut out = Vec::with_capacity(body.len() + 12);
+    out.extend_from_slice(&[0, 0, 0, 0, 4, 0, 0, 0]);
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Reads the status of a response command set (used by the SR sender).
+pub fn read_status(bytes: &[u8]) -> Option<u16> {
+    let obj = object::read_dataset(bytes, IMPLICIT_VR_LE).ok()?;
+    obj.get(tags::STATUS).and_then(|e| e.to_int::<u16>().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pdv(kind: PDataValueType, last: bool, data: &[u8]) -> PDataValue {
+        PDataValue { presentation_context_id: 1, value_type: kind, is_last: last, data: data.to_vec() }
+    }
+
+    #[test]
+    fn fragmented_commands_and_data_reassemble() {
+        let mut cmd = InMemDicomObject::new_empty();
+        cmd.put(DataElement::new(tags::COMMAND_FIELD, VR::US, PrimitiveValue::from(C_STORE_RQ)));
+        cmd.put(DataElement::new(tags::COMMAND_DATA_SET_TYPE, VR::US, PrimitiveValue::from(0x0000_u16)));
+        let bytes = encode_command(&cmd);
+        let (a, b) = bytes.split_at(7);
+        let (mut buf, mut pending) = (Vec::new(), None);
+        assert!(handle_pdv(pdv(PDataValueType::Command, false, a), &mut buf, &mut pending, 100).unwrap().is_none());
+        assert!(handle_pdv(pdv(PDataValueType::Command, true, b), &mut buf, &mut pending, 100).unwrap().is_none());
+        assert!(pending.is_some());
+        assert!(handle_pdv(pdv(PDataValueType::Data, false, b"abc"), &mut buf, &mut pending, 100).unwrap().is_none());
+        let msg = handle_pdv(pdv(PDataValueType::Data, true, b"def"), &mut buf, &mut pending, 100).unwrap().unwrap();
+        assert_eq!(msg.data.as_deref(), Some(&b"abcdef"[..]));
+        assert!(!msg.too_large);
+        // Data on another presentation context than its command is a protocol error.
+        let mut other = pdv(PDataValueType::Data, true, b"x");
+        other.presentation_context_id = 3;
+        let (mut buf, mut pending) = (Vec::new(), None);
+        handle_pdv(pdv(PDataValueType::Command, true, &bytes), &mut buf, &mut pending, 100).unwrap();
+        assert!(handle_pdv(other, &mut buf, &mut pending, 100).is_err());
+    }
+
+    #[test]
+    fn responses_carry_a_group_length_and_status() {
+        let r = response(C_STORE_RSP, 7, "1.2.3", Some("1.2.3.4"), 0xA900, Some("mismatch"));
+        assert_eq!(u32::from_le_bytes([r[8], r[9], r[10], r[11]]) as usize, r.len() - 12);
+        assert_eq!(read_status(&r), Some(0xA900));
+    }
+}

@@ -1,0 +1,219 @@
+//! DICOM over HTTP: STOW-RS (`POST /dicomweb/studies`, PS3.18 10.5), grading one DICOM
+//! object (`POST /v1/grade` with `Content-Type: application/dicom`) and an exam's SR
+//! (`GET /v1/exams/{id}/sr.dcm`). STOW-RS parts go through the same ingest as C-STORE,
+//! so they are grouped into studies and graded the same way. Parsing and decoding run
+//! on the blocking pool.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::auth::Caller;
+use super::error::ApiError;
+use crate::dicom::object::{Instance, read_part10};
+use crate::dicom::study::{Ingest, IngestError};
+use crate::grading::Laterality;
+use crate::store::Role;
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+}
+
+/// The value of a `;`-separated parameter of a media type (quotes removed).
+fn param(content_type: &str, name: &str) -> Option<String> {
+    content_type.split(';').skip(1).find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        (k.trim().eq_ignore_ascii_case(name)).then(|| v.trim().trim_matches('"').to_string())
+    })
+}
+
+fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    if needle.is_empty() || haystack.len() < needle.len() {
+        return None;
+    }
+    (from..=haystack.len() - needle.len()).find(|&i| haystack[i] == needle[0] && &haystack[i..i + needle.len()] == needle)
+}
+
+/// Splits a multipart body into (part content type, part bytes).
+pub fn split_multipart(body: &[u8], boundary: &str) -> Result<Vec<(String, Bytes)>, String> {
+    let delim = format!("--{boundary}");
+    let mut pos = find(body, delim.as_bytes(), 0).ok_or("no opening boundary")?;
+    let mut parts = Vec::new();
+    loop {
+        let after = pos + delim.len();
+        if body.get(after..after + 2) == Some(b"--") {
+            return Ok(parts);
+        }
+        let header_start = find(body, b"\r\n", after).ok_or("unterminated boundary line")? + 2;
+        let header_end = find(body, b"\r\n\r\n", header_start.saturating_sub(2)).ok_or("part without a blank line after its headers")?;
+        let headers = String::from_utf8_lossy(&body[header_start.min(header_end)..header_end]).to_string();
+        let content_start = header_end + 4;
+        let mut closing = Vec::with_capacity(delim.len() + 2);
+        closing.extend_from_slice(b"\r\n");
+        closing.extend_from_slice(delim.as_bytes());
+        let next = find(body, &closing, content_start).ok_or("part without a closing boundary")?;
+        let content_type = headers
+            .lines()
+            .find_map(|l| {
+                l.split_once(':').filter(|(k, _)| k.trim().eq_ignore_ascii_case("content-type")).map(|(_, v)| v.trim().to_string())
+            })
+            .unwrap_or_default();
+        parts.push((content_type, Bytes::copy_from_slice(&body[content_start..next])));
+        pos = next + 2;
+    }
+}
+
+fn ui(v: &str) -> Value {
+    if v.is_empty() { json!({"vr": "UI"}) } else { json!({"vr": "UI", "Value": [v]}) }
+}
+
+/// `POST /dicomweb/studies`: STOW-RS with `multipart/related; type="application/dicom"`.
+pub async fn stow(State(state): State<AppState>, caller: Caller, request: Request) -> Result<Response, ApiError> {
+    let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let media = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let part_type = param(&content_type, "type").map(|t| t.to_ascii_lowercase());
+    let boundary = param(&content_type, "boundary");
+    let unsupported = || {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send multipart/related; type=\"application/dicom\" with a boundary (PS3.18 STOW-RS)",
+        )
+    };
+    if media != "multipart/related" || part_type.as_deref().is_some_and(|t| t != "application/dicom") {
+        return Err(unsupported());
+    }
+    let boundary = boundary.ok_or_else(unsupported)?;
+    let limit = state.max_body_bytes.saturating_mul(4);
+    let body = axum::body::to_bytes(request.into_body(), limit).await.map_err(|_| {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the request is larger than {limit} bytes"))
+    })?;
+    caller.require(&[Role::Device, Role::Admin])?;
+    let parts = split_multipart(&body, &boundary).map_err(|e| ApiError::bad_request("invalid_multipart", e))?;
+    if parts.is_empty() {
+        return Err(ApiError::bad_request("no_parts", "the request has no parts"));
+    }
+    let ingest = Ingest { store: state.service.store.clone(), limits: state.service.screener.engine.preprocessor().limits };
+    let actor = caller.0.id.clone();
+    let outcomes = tokio::task::spawn_blocking(move || {
+        parts
+            .into_iter()
+            .map(|(ct, bytes)| {
+                let media = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+                if media != "application/dicom" {
+                    return Err((String::new(), String::new(), 0xC000_u16, format!("part of type '{ct}' is not application/dicom")));
+                }
+                ingest.part10(&actor, "stow-rs", &bytes).map_err(|e: IngestError| {
+                    let (class, uid) = read_part10(&bytes)
+                        .ok()
+                        .map(|(o, _)| {
+                            let t = |tag| {
+                                o.get(tag)
+                                    .and_then(|e| e.to_str().ok())
+                                    .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
+                                    .unwrap_or_default()
+                            };
+                            (t(dicom_dictionary_std::tags::SOP_CLASS_UID), t(dicom_dictionary_std::tags::SOP_INSTANCE_UID))
+                        })
+                        .unwrap_or_default();
+                    (class, uid, e.failure_reason(), e.to_string())
+                })
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(internal)?;
+    let mut referenced = Vec::new();
+    let mut failed = Vec::new();
+    for outcome in outcomes {
+        match outcome {
+            Ok(done) => referenced.push(json!({
+                "00081150": ui(&done.sop_class_uid),
+                "00081155": ui(&done.sop_instance_uid),
+            })),
+            Err((class, uid, reason, message)) => {
+                tracing::warn!(reason = format!("0x{reason:04X}"), error = %message, "STOW-RS part refused");
+                failed.push(json!({
+                    "00081150": ui(&class),
+                    "00081155": ui(&uid),
+                    "00081197": {"vr": "US", "Value": [reason]},
+                }));
+            }
+        }
+    }
+    let status = match (referenced.is_empty(), failed.is_empty()) {
+        (false, true) => StatusCode::OK,
+        (false, false) => StatusCode::ACCEPTED,
+        (true, _) => StatusCode::CONFLICT,
+    };
+    let mut doc = serde_json::Map::new();
+    if !failed.is_empty() {
+        doc.insert("00081198".into(), json!({"vr": "SQ", "Value": failed}));
+    }
+    if !referenced.is_empty() {
+        doc.insert("00081199".into(), json!({"vr": "SQ", "Value": referenced}));
+    }
+    let body = serde_json::to_vec(&Value::Object(doc)).map_err(internal)?;
+    Ok((status, [(header::CONTENT_TYPE, "application/dicom+json")], body).into_response())
+}
+
+/// `POST /v1/grade` with an `application/dicom` body: the first frame's finding (laterality
+/// from the query, else from the object). Not stored.
+pub async fn grade_dicom(state: &AppState, body: Bytes, laterality: Option<Laterality>) -> Result<Response, ApiError> {
+    let limits = state.service.screener.engine.preprocessor().limits;
+    let instance = tokio::task::spawn_blocking(move || -> Result<Instance, crate::dicom::object::ObjectError> {
+        let (obj, ts) = read_part10(&body)?;
+        Instance::from_object(&obj, &ts, &limits)
+    })
+    .await
+    .map_err(internal)?
+    .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_dicom", e.to_string()))?;
+    let laterality = laterality.filter(|l| *l != Laterality::Unspecified).unwrap_or(instance.laterality);
+    let Some(frame) = instance.frames.into_iter().next() else {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_dicom", "the object has no frames"));
+    };
+    let (finding, scored) = match frame.pixels {
+        Some(pixels) => state.service.grade_pixels(pixels, laterality).await?,
+        None => state.service.grade(frame.blob, laterality).await?,
+    };
+    state.metrics.observe_image(&scored.timings, finding.quality.gradable);
+    Ok(axum::Json(&finding).into_response())
+}
+
+/// `GET /v1/exams/{id}/sr.dcm`: the exam's DICOM SR (Comprehensive 3D SR, TID 1500).
+pub async fn exam_sr(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let exam = state.store_call(move |store| store.get_exam(&id)).await?;
+    let exam = exam.filter(|e| caller.may_read(&e.submitted_by)).ok_or_else(|| ApiError::not_found("exam"))?;
+    let store = state.service.store.clone();
+    let exam_id = exam.id.clone();
+    let bytes = tokio::task::spawn_blocking(move || {
+        crate::dicom::sender::sr_for_exam(&store, &exam).and_then(|f| crate::dicom::sr::to_bytes(&f).map_err(|e| e.to_string()))
+    })
+    .await
+    .map_err(internal)?
+    .map_err(internal)?;
+    let mut response = ([(header::CONTENT_TYPE, "application/dicom")], bytes).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{exam_id}-sr.dcm\"")) {
+        response.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multipart_related_splits_parts() {
+        let body = b"--b1\r\nContent-Type: application/dicom\r\n\r\nAAA\r\n--b1\r\nContent-Type: text/plain\r\n\r\nB\r\nB\r\n--b1--\r\n";
+        let parts = split_multipart(body, "b1").unwrap();
+        assert_eq!(parts.len(), 2);
+        assert_eq!((parts[0].0.as_str(), &parts[0].1[..]), ("application/dicom", &b"AAA"[..]));
+        assert_eq!(&parts[1].1[..], b"B\r\nB");
+        assert!(split_multipart(b"nothing", "b1").is_err());
+        assert_eq!(param("multipart/related; type=\"application/dicom\"; boundary=xyz", "boundary").as_deref(), Some("xyz"));
+    }
+}
