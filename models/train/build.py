@@ -31,7 +31,7 @@ import render  # noqa: E402
 
 SEED = 20261125
 SPLIT_BASE = {"train": 1_000_000, "val": 5_000_000, "test": 9_000_000}
-FULL = dict(train=7000, val=900, test=2000, epochs=5, batch=32, lr=3e-3)
+FULL = dict(train=7000, val=900, test=2000, epochs=6, batch=32, lr=3e-3)
 QUICK = dict(train=192, val=96, test=96, epochs=1, batch=32, lr=2e-3)
 
 
@@ -140,6 +140,25 @@ def augment_torch(torch, rng, u8):
     return x.contiguous(memory_format=torch.channels_last)
 
 
+W_ORD = 0.5   # cumulative (ordinal) BCE on P(grade >= k), k = 1..4
+W_COST = 0.3  # expected squared grade distance under softmax (the QWK penalty), / 4
+
+
+def ordinal_bce(torch, logits, y):
+    """Per-sample mean over k=1..4 of BCE(P(grade>=k), [y>=k]), with P from the 5-way softmax (log space)."""
+    lz = torch.logsumexp(logits, 1, keepdim=True)
+    up = torch.stack([torch.logsumexp(logits[:, k:], 1) for k in range(1, 5)], 1) - lz      # log P(>=k)
+    lo = torch.stack([torch.logsumexp(logits[:, :k], 1) for k in range(1, 5)], 1) - lz      # log P(<k)
+    t = (y[:, None] >= torch.arange(1, 5)[None]).float()
+    return -(t * up + (1 - t) * lo).mean(1)
+
+
+def expected_cost(torch, logits, y):
+    """E_p[(grade - y)^2] / 4: pushes probability mass (and so the argmax) towards nearby grades."""
+    k = torch.arange(5, dtype=logits.dtype)[None]
+    return (torch.softmax(logits, 1) * (k - y[:, None].to(logits.dtype)) ** 2).sum(1) / 4
+
+
 def train(torch, cfg, xs, labels, log_every=25):
     import model as M
     import torch.nn.functional as F
@@ -170,22 +189,25 @@ def train(torch, cfg, xs, labels, log_every=25):
             yr = torch.from_numpy(ref[idx])
             m = yq
             dr, dme, gl, rmap = net.forward_all(x)
-            l_dr = (F.cross_entropy(dr, yg, reduction="none", label_smoothing=0.05) * m).sum() / m.sum().clamp(min=1)
+            msum = m.sum().clamp(min=1)
+            l_dr = (F.cross_entropy(dr, yg, reduction="none", label_smoothing=0.05) * m).sum() / msum
+            l_ord = (ordinal_bce(torch, dr, yg) * m).sum() / msum
+            l_cost = (expected_cost(torch, dr, yg) * m).sum() / msum
             l_dme = (F.binary_cross_entropy_with_logits(dme[:, 0], yd, reduction="none") * m).sum() / m.sum().clamp(min=1)
             l_q = F.binary_cross_entropy_with_logits(gl[:, 0], yq)
             l_ref = (F.binary_cross_entropy_with_logits(M.lse_pool(rmap), yr, reduction="none") * m).sum() / m.sum().clamp(min=1)
-            loss = l_dr + 0.7 * l_dme + 0.7 * l_q + 0.5 * l_ref
+            loss = l_dr + W_ORD * l_ord + W_COST * l_cost + 0.7 * l_dme + 0.7 * l_q + 0.5 * l_ref
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             step += 1
-            run.append([loss.item(), l_dr.item(), l_dme.item(), l_q.item(), l_ref.item()])
+            run.append([loss.item(), l_dr.item(), l_dme.item(), l_q.item(), l_ref.item(), l_ord.item(), l_cost.item()])
             if step % log_every == 0:
                 r = np.mean(run[-log_every:], 0)
                 el = time.time() - t0
                 log(f"  ep {ep + 1}/{cfg['epochs']} step {step}/{total} loss {r[0]:.3f} "
-                    f"(dr {r[1]:.3f} dme {r[2]:.3f} q {r[3]:.3f} ref {r[4]:.3f}) "
+                    f"(dr {r[1]:.3f} ord {r[5]:.3f} cost {r[6]:.3f} dme {r[2]:.3f} q {r[3]:.3f} ref {r[4]:.3f}) "
                     f"{el / step * 1000:.0f} ms/step, eta {(total - step) * el / step / 60:.1f} min")
     net.eval()
     return net
@@ -417,7 +439,8 @@ def main():
 
     import package
     info = dict(cfg=cfg, seed=SEED, split_base=SPLIT_BASE, torch_version=torch.__version__,
-                macs=__import__("model").count_macs(net), params=sum(p.numel() for p in net.parameters()))
+                macs=__import__("model").count_macs(net), params=sum(p.numel() for p in net.parameters()),
+                train_s=timings.get("train_s"))
     report = package.write_package(out_dir, onnx_path, th, metrics, val_metrics, info, quick=args.quick)
     timings["total_s"] = time.time() - t_all
     report["timings_s"] = timings

@@ -31,7 +31,11 @@ class DRNet(nn.Module):
     def __init__(self, width=1.0):
         super().__init__()
         c = [int(round(v * width)) for v in (24, 48, 96, 160)]
-        self.stem = nn.Sequential(nn.Conv2d(3, c[0], 4, 4, 0, bias=False), nn.BatchNorm2d(c[0]),
+        # two-layer stem: a full-resolution 3x3/2 conv (overlapping receptive fields, so 1-2 px
+        # microaneurysms and fine new vessels are seen at every phase) then a 2x2/2 conv
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1, bias=False), nn.BatchNorm2d(8),
+                                  nn.ReLU(inplace=True),                   # 256x256
+                                  nn.Conv2d(8, c[0], 2, 2, 0, bias=False), nn.BatchNorm2d(c[0]),
                                   nn.ReLU(inplace=True))                   # 128x128
         self.features = nn.Sequential(
             DSBlock(c[0], c[1], 2, 3),                                      # 64

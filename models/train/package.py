@@ -13,8 +13,8 @@ from scipy import ndimage
 import preprocess
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CREATED = "2026-11-25"
-VERSION = "1.0.0"
+CREATED = "2026-11-26"
+VERSION = "1.1.0"
 LICENSE = "Apache-2.0"
 
 
@@ -186,7 +186,8 @@ def manifest_text(onnx_path, th, metrics, info, quick=False):
     L.append(f'torch_version = "{info["torch_version"]}"')
     L.append(f"parameters = {info['params']}")
     L.append(f"macs = {info['macs']}")
-    L.append('architecture = "4x4/4 conv stem + 7 depthwise-separable residual blocks (24-48-96-160 ch), avg+max pooled MLP heads, 1x1 CAM head"')
+    L.append('architecture = "3x3/2 + 2x2/2 conv stem (8-24 ch) + 7 depthwise-separable residual blocks (24-48-96-160 ch), avg+max pooled MLP heads, 1x1 CAM head"')
+    L.append('loss = "grade CE (label smoothing 0.05) + 0.5 cumulative ordinal BCE + 0.3 expected squared grade distance; DME/gradability BCE; CAM log-sum-exp MIL BCE"')
     L.append(f"quick_build = {_toml_val(bool(quick))}")
     L.append("")
     L.append("[metrics]")
@@ -227,6 +228,8 @@ def card_text(th, metrics, val_metrics, info, checks, quick):
         return (f"- {k}: P(gradable) = {r['p_gradable']:.3f} -> {'gradable' if r['gradable'] else 'UNGRADABLE'}; "
                 f"grade {r['grade']} (P(grade>=2) = {r['p_referable_dr']:.3f}, P(DME) = {r['p_dme']:.3f})")
     lat = checks.get("latency", {})
+    train_time = (f"; training took {info['train_s'] / 60:.0f} min wall on the 2-core build machine"
+                  if info.get("train_s") else "")
     warn = "\n> **QUICK SMOKE BUILD** - trained for a few steps only; numbers below are meaningless.\n" if quick else ""
     return f"""# dr-synth {VERSION} - model card
 {warn}
@@ -257,12 +260,16 @@ sharpening, JPEG quality 68-96, field sizes and clipping. Left eyes are mirror i
 
 ## Architecture
 {info['params']:,} parameters, {info['macs'] / 1e6:.0f} M multiply-accumulates per 512x512 image.
-4x4 stride-4 convolution stem, then seven depthwise-separable residual blocks (24-48-96-160 channels,
-output 16x16). Average- and max-pooled features feed a small MLP with three heads (grade logits, DME
+Two-layer convolution stem (3x3 stride 2 at full resolution, 8 channels, then 2x2 stride 2, 24 channels), so
+that 1-2 pixel microaneurysms and fine new vessels are seen by overlapping filters before downsampling; then
+seven depthwise-separable residual blocks (24-48-96-160 channels, output 16x16). Average- and max-pooled features feed a small MLP with three heads (grade logits, DME
 logit, gradability logit). A 1x1 convolution on the 16x16 feature map gives a per-location referable
 score trained with log-sum-exp pooling (multiple-instance style), and its sigmoid is exported as
-`referable_cam`. ONNX opset 17, dynamic batch. Trained {cfg['epochs']} epochs, batch {cfg['batch']},
-AdamW + one-cycle (max lr {cfg['lr']}), seed {info['seed']}, torch {info['torch_version']}, CPU only.
+`referable_cam`. The grade head is trained with cross-entropy plus two ordinal terms: binary cross-entropy
+on the cumulative probabilities P(grade >= k), k = 1..4, and the expected squared grade distance under the
+softmax (the quantity quadratic weighted kappa penalises), which keeps the argmax near the true grade when the
+model is unsure. ONNX opset 17, dynamic batch. Trained {cfg['epochs']} epochs, batch {cfg['batch']},
+AdamW + one-cycle (max lr {cfg['lr']}), seed {info['seed']}, torch {info['torch_version']}, CPU only{train_time}.
 
 ## Decision rule and thresholds (chosen on the validation split)
 `threshold-then-argmax-v1`: p = softmax(dr_logits); P(ref DR) = p2+p3+p4. If P(ref DR) >= {th['referable_dr']}
