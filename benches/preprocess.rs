@@ -1,6 +1,7 @@
 //! Preprocessing cost, single thread: a 2 MP and a 12 MP fundus JPEG to the model's
 //! input image, with the recipe's DCT-scaled decode and with a full decode, plus the
-//! floor: merely decoding the 12 MP JPEG at 1/8 scale.
+//! floor: merely decoding the JPEG at 1/8 scale (with each decoder the build has).
+//! `cargo bench --bench preprocess --features turbojpeg` measures the libjpeg-turbo path.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use drscreen::model::ModelPackage;
@@ -38,6 +39,27 @@ fn bench(c: &mut Criterion) {
                 let info = d.info().expect("info");
                 d.scale(info.width.div_ceil(8), info.height.div_ceil(8)).expect("scale");
                 d.decode().expect("decode")
+            })
+        });
+        // The same floor for libjpeg-turbo, the decoder `--features turbojpeg` uses.
+        #[cfg(feature = "turbojpeg")]
+        group.bench_function("decode_only_1_8_turbojpeg", |b| {
+            b.iter(|| {
+                let mut d = turbojpeg::Decompressor::new().expect("turbojpeg");
+                let header = d.read_header(&bytes).expect("header");
+                let factor = turbojpeg::ScalingFactor::new(1, 8);
+                d.set_scaling_factor(factor).expect("scale");
+                let scaled = header.scaled(factor);
+                let mut rgb = vec![0u8; scaled.width * scaled.height * 3];
+                let image = turbojpeg::Image {
+                    pixels: rgb.as_mut_slice(),
+                    width: scaled.width,
+                    pitch: scaled.width * 3,
+                    height: scaled.height,
+                    format: turbojpeg::PixelFormat::RGB,
+                };
+                d.decompress(&bytes, image).expect("decode");
+                rgb
             })
         });
         group.finish();

@@ -2,6 +2,9 @@
 //! checked against the pixel limit before any pixel is decoded (decompression bombs),
 //! large JPEGs are decoded at a reduced DCT scale (1/2, 1/4, 1/8) instead of decoding
 //! every pixel and shrinking, and EXIF orientation is applied. Output is always RGB8.
+//! JPEG pixels come from the pure-Rust `jpeg-decoder` by default, or from libjpeg-turbo
+//! with the `turbojpeg` feature (headers and EXIF are read by `jpeg-decoder` either way,
+//! so limits and orientation do not depend on the feature).
 
 use std::io::Cursor;
 
@@ -119,8 +122,14 @@ fn decode_jpeg(bytes: &[u8], limits: &DecodeLimits, allow_dct_scaling: bool) -> 
     } else {
         (width, height)
     };
-    let pixels = decoder.decode().map_err(corrupt)?;
     let orientation = decoder.exif_data().and_then(Orientation::from_exif_chunk).unwrap_or(Orientation::NoTransforms);
+    let source = SourceInfo { format: Format::Jpeg, width, height, scale_denominator: denominator };
+    #[cfg(feature = "turbojpeg")]
+    if info.pixel_format != jpeg_decoder::PixelFormat::CMYK32 {
+        let rgb = turbo::decode_rgb(bytes, denominator, (out_w, out_h))?;
+        return orient(out_w, out_h, rgb, orientation, source);
+    }
+    let pixels = decoder.decode().map_err(corrupt)?;
     let n = out_w as usize * out_h as usize;
     let rgb = match info.pixel_format {
         jpeg_decoder::PixelFormat::RGB24 => pixels,
@@ -139,8 +148,43 @@ fn decode_jpeg(bytes: &[u8], limits: &DecodeLimits, allow_dct_scaling: bool) -> 
     if rgb.len() != n * 3 {
         return Err(PreprocessError::Corrupt("JPEG decoded to an unexpected size".into()));
     }
-    let source = SourceInfo { format: Format::Jpeg, width, height, scale_denominator: denominator };
     orient(out_w, out_h, rgb, orientation, source)
+}
+
+/// libjpeg-turbo through the `turbojpeg` crate: the same scaled IDCT as the training
+/// recipe's Pillow `draft()`. TurboJPEG reports a warning (a truncated or damaged stream)
+/// as a failed call, so such a file is an error, as it is for `jpeg-decoder`: a half-grey
+/// photograph must not be graded.
+#[cfg(feature = "turbojpeg")]
+mod turbo {
+    use super::PreprocessError;
+
+    pub fn decode_rgb(bytes: &[u8], denominator: u32, expected: (u32, u32)) -> Result<Vec<u8>, PreprocessError> {
+        let corrupt = |e: turbojpeg::Error| PreprocessError::Corrupt(format!("JPEG: {e}"));
+        let mut decompressor = turbojpeg::Decompressor::new().map_err(corrupt)?;
+        // Many-scan progressive files make decoding quadratic (libjpeg-turbo's advice).
+        decompressor.set_scan_limit(500).map_err(corrupt)?;
+        let header = decompressor.read_header(bytes).map_err(corrupt)?;
+        let factor = turbojpeg::ScalingFactor::new(1, denominator as usize);
+        decompressor.set_scaling_factor(factor).map_err(corrupt)?;
+        let scaled = header.scaled(factor);
+        if (scaled.width, scaled.height) != (expected.0 as usize, expected.1 as usize) {
+            return Err(PreprocessError::Corrupt(format!(
+                "JPEG: libjpeg-turbo scales to {}x{}, expected {}x{}",
+                scaled.width, scaled.height, expected.0, expected.1
+            )));
+        }
+        let mut rgb = vec![0u8; scaled.width * scaled.height * 3];
+        let image = turbojpeg::Image {
+            pixels: rgb.as_mut_slice(),
+            width: scaled.width,
+            pitch: scaled.width * 3,
+            height: scaled.height,
+            format: turbojpeg::PixelFormat::RGB,
+        };
+        decompressor.decompress(bytes, image).map_err(corrupt)?;
+        Ok(rgb)
+    }
 }
 
 fn decode_other(bytes: &[u8], format: Format, limits: &DecodeLimits) -> Result<Decoded, PreprocessError> {
