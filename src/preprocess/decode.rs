@@ -161,9 +161,33 @@ mod turbo {
 
     pub fn decode_rgb(bytes: &[u8], denominator: u32, expected: (u32, u32)) -> Result<Vec<u8>, PreprocessError> {
         let corrupt = |e: turbojpeg::Error| PreprocessError::Corrupt(format!("JPEG: {e}"));
-        let mut decompressor = turbojpeg::Decompressor::new().map_err(corrupt)?;
-        // Many-scan progressive files make decoding quadratic (libjpeg-turbo's advice).
-        decompressor.set_scan_limit(500).map_err(corrupt)?;
+        DECOMPRESSOR.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            let decompressor = match slot.as_mut() {
+                Some(d) => d,
+                None => {
+                    let mut d = turbojpeg::Decompressor::new().map_err(corrupt)?;
+                    // Many-scan progressive files make decoding quadratic (libjpeg-turbo's advice).
+                    d.set_scan_limit(500).map_err(corrupt)?;
+                    slot.insert(d)
+                }
+            };
+            decode_with(decompressor, bytes, denominator, expected)
+        })
+    }
+
+    thread_local! {
+        // One handle per preprocessing thread, reused: no per-image set-up.
+        static DECOMPRESSOR: std::cell::RefCell<Option<turbojpeg::Decompressor>> = const { std::cell::RefCell::new(None) };
+    }
+
+    fn decode_with(
+        decompressor: &mut turbojpeg::Decompressor,
+        bytes: &[u8],
+        denominator: u32,
+        expected: (u32, u32),
+    ) -> Result<Vec<u8>, PreprocessError> {
+        let corrupt = |e: turbojpeg::Error| PreprocessError::Corrupt(format!("JPEG: {e}"));
         let header = decompressor.read_header(bytes).map_err(corrupt)?;
         let factor = turbojpeg::ScalingFactor::new(1, denominator as usize);
         decompressor.set_scaling_factor(factor).map_err(corrupt)?;
