@@ -82,30 +82,29 @@ impl QualityMeasures {
         let r = side as f32 * 0.47;
         let r2 = r * r;
         let (mut total, mut visible) = (0u64, 0u64);
-        let (mut luma_sum, mut clipped) = (0f64, 0u64);
-        let (mut g_sum, mut g_sq) = (0f64, 0f64);
+        // Luma in thousandths (299 R + 587 G + 114 B) and green moments, summed exactly in
+        // integers: the same measures as per-pixel floating point, without its cost.
+        let (mut luma_milli, mut clipped) = (0u64, 0u64);
+        let (mut g_sum, mut g_sq) = (0u64, 0u64);
         for y in 0..side {
             let dy = y as f32 - c;
-            for x in 0..side {
-                let dx = x as f32 - c;
-                if dx * dx + dy * dy > r2 {
-                    continue;
-                }
-                total += 1;
-                let i = (y * side + x) * 3;
-                let (pr, pg, pb) = (rgb[i], rgb[i + 1], rgb[i + 2]);
-                if u16::from(pr) + u16::from(pg) + u16::from(pb) < COVERED_SUM_THRESHOLD {
+            let Some((x0, x1)) = chord(side, c, dy, r2) else { continue };
+            total += (x1 - x0 + 1) as u64;
+            for px in rgb[(y * side + x0) * 3..(y * side + x1 + 1) * 3].chunks_exact(3) {
+                let (pr, pg, pb) = (u32::from(px[0]), u32::from(px[1]), u32::from(px[2]));
+                if pr + pg + pb < u32::from(COVERED_SUM_THRESHOLD) {
                     continue;
                 }
                 visible += 1;
-                let luma = 0.299 * f32::from(pr) + 0.587 * f32::from(pg) + 0.114 * f32::from(pb);
-                luma_sum += f64::from(luma);
+                let luma = 299 * pr + 587 * pg + 114 * pb;
+                luma_milli += u64::from(luma);
                 // Red saturates on many healthy fundus photos; only washed-out white counts.
-                clipped += u64::from(luma >= 245.0);
-                g_sum += f64::from(pg);
-                g_sq += f64::from(pg) * f64::from(pg);
+                clipped += u64::from(luma >= 245_000);
+                g_sum += u64::from(pg);
+                g_sq += u64::from(pg * pg);
             }
         }
+        let (luma_sum, g_sum, g_sq) = (luma_milli as f64 / 1000.0, g_sum as f64, g_sq as f64);
         let visible_f = visible.max(1) as f64;
         let mean_g = g_sum / visible_f;
         let contrast = ((g_sq / visible_f) - mean_g * mean_g).max(0.0).sqrt();
@@ -169,6 +168,39 @@ impl QualityMeasures {
 /// and JPEG noise, the dominant fine-scale signal at this size), then the mean absolute
 /// Laplacian inside the central field is divided by the image contrast. Defocus and
 /// media haze flatten vessel edges at exactly this scale.
+/// The columns of row offset `dy` inside the circle `dx^2 + dy^2 <= r2` around `c`, as
+/// an inclusive range; `None` when the row misses it. The square-root estimate is
+/// corrected with the exact per-pixel test, so the set is the same as testing each pixel.
+fn chord(side: usize, c: f32, dy: f32, r2: f32) -> Option<(usize, usize)> {
+    let inside = |x: usize| {
+        let dx = x as f32 - c;
+        dx * dx + dy * dy <= r2
+    };
+    let rem = r2 - dy * dy;
+    if rem < 0.0 {
+        return None;
+    }
+    let half = rem.sqrt();
+    let clamp = |v: f32| (v.max(0.0) as usize).min(side - 1);
+    let (mut x0, mut x1) = (clamp((c - half).floor()), clamp((c + half).ceil()));
+    while x0 > 0 && inside(x0 - 1) {
+        x0 -= 1;
+    }
+    while x0 <= x1 && !inside(x0) {
+        x0 += 1;
+    }
+    while x1 + 1 < side && inside(x1 + 1) {
+        x1 += 1;
+    }
+    while x1 >= x0 && !inside(x1) {
+        if x1 == 0 {
+            return None;
+        }
+        x1 -= 1;
+    }
+    (x0 <= x1).then_some((x0, x1))
+}
+
 fn focus(side: usize, rgb: &[u8], contrast: f32) -> f32 {
     const F: usize = 4;
     let n = side / F;
@@ -204,4 +236,57 @@ fn focus(side: usize, rgb: &[u8], contrast: f32) -> f32 {
         }
     }
     (sum / count.max(1) as f64) as f32 / contrast
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chords_are_exactly_the_pixels_inside_the_circle() {
+        for side in [1usize, 2, 7, 33, 100, 512] {
+            let c = (side as f32 - 1.0) / 2.0;
+            let r2 = (side as f32 * 0.47).powi(2);
+            for y in 0..side {
+                let dy = y as f32 - c;
+                let expected: Vec<usize> = (0..side).filter(|&x| (x as f32 - c).powi(2) + dy * dy <= r2).collect();
+                let got: Vec<usize> = chord(side, c, dy, r2).map(|(a, b)| (a..=b).collect()).unwrap_or_default();
+                assert_eq!(got, expected, "side {side} row {y}");
+            }
+        }
+    }
+
+    #[test]
+    fn integer_sums_match_per_pixel_floating_point() {
+        let side = 96;
+        // A deterministic, varied image with dark, mid and near-white pixels.
+        let rgb: Vec<u8> = (0..side * side * 3).map(|i| ((i * 2_654_435_761usize) >> 7) as u8).collect();
+        let m = QualityMeasures::measure(side, &rgb);
+        let c = (side as f32 - 1.0) / 2.0;
+        let r2 = (side as f32 * 0.47).powi(2);
+        let (mut total, mut visible, mut luma, mut clipped, mut g, mut g2) = (0f64, 0f64, 0f64, 0f64, 0f64, 0f64);
+        for y in 0..side {
+            for x in 0..side {
+                if (x as f32 - c).powi(2) + (y as f32 - c).powi(2) > r2 {
+                    continue;
+                }
+                total += 1.0;
+                let p = &rgb[(y * side + x) * 3..][..3];
+                if u16::from(p[0]) + u16::from(p[1]) + u16::from(p[2]) < COVERED_SUM_THRESHOLD {
+                    continue;
+                }
+                visible += 1.0;
+                let l = 0.299 * f64::from(p[0]) + 0.587 * f64::from(p[1]) + 0.114 * f64::from(p[2]);
+                luma += l;
+                clipped += f64::from(u8::from(l >= 245.0));
+                g += f64::from(p[1]);
+                g2 += f64::from(p[1]).powi(2);
+            }
+        }
+        let contrast = (g2 / visible - (g / visible).powi(2)).sqrt();
+        assert!((f64::from(m.fov_coverage) - visible / total).abs() < 1e-6);
+        assert!((f64::from(m.brightness) - luma / visible).abs() < 1e-3);
+        assert!((f64::from(m.clipped_fraction) - clipped / visible).abs() < 1e-6);
+        assert!((f64::from(m.contrast) - contrast).abs() < 1e-3);
+    }
 }
