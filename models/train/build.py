@@ -31,7 +31,7 @@ import render  # noqa: E402
 
 SEED = 20261125
 SPLIT_BASE = {"train": 1_000_000, "val": 5_000_000, "test": 9_000_000}
-FULL = dict(train=7000, val=900, test=2000, epochs=6, batch=32, lr=3e-3)
+FULL = dict(train=7000, val=900, test=2000, epochs=13, batch=32, lr=3e-3)
 QUICK = dict(train=192, val=96, test=96, epochs=1, batch=32, lr=2e-3)
 
 

@@ -14,7 +14,7 @@ import preprocess
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CREATED = "2026-11-26"
-VERSION = "1.1.0"
+VERSION = "1.2.0"
 LICENSE = "Apache-2.0"
 
 
