@@ -70,11 +70,7 @@ fn unix_now() -> f64 {
 }
 
 fn audit(tx: &Transaction<'_>, actor: &str, action: &str, object: &str, detail: &str) -> Result<(), StoreError> {
-    tx.execute(
-        "INSERT INTO audit (at, actor, action, object, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![now_rfc3339(), actor, action, object, detail],
-    )?;
-    Ok(())
+    super::append_audit(tx, &now_rfc3339(), actor, action, Some(object), Some(detail))
 }
 
 /// Links a new exam to its study and source frames, queues its SR push, and audits the

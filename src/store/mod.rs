@@ -110,6 +110,24 @@ pub struct StoredExam {
     pub result: serde_json::Value,
 }
 
+/// Appends one event to the append-only audit log, inside the caller's transaction
+/// when given one, so an action and its audit event commit together. `at` is passed in
+/// so an event can carry the same timestamp as the row it records.
+pub(crate) fn append_audit(
+    conn: &Connection,
+    at: &str,
+    actor: &str,
+    action: &str,
+    object: Option<&str>,
+    detail: Option<&str>,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO audit (at, actor, action, object, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![at, actor, action, object, detail],
+    )?;
+    Ok(())
+}
+
 /// One stored image of an exam: (image id, laterality, view, finding JSON).
 pub type ExamImageRow = (String, String, Option<String>, serde_json::Value);
 
@@ -293,10 +311,8 @@ impl Store {
             )?;
             image_ids.push(image_id);
         }
-        tx.execute(
-            "INSERT INTO audit (at, actor, action, object, detail) VALUES (?1, ?2, 'exam.create', ?3, ?4)",
-            params![created_at, exam.submitted_by, id, format!("{} images, outcome {}", exam.images.len(), exam.outcome)],
-        )?;
+        let detail = format!("{} images, outcome {}", exam.images.len(), exam.outcome);
+        append_audit(&tx, &created_at, &exam.submitted_by, "exam.create", Some(&id), Some(&detail))?;
         if let Some(hook) = hook {
             hook(&tx, &id)?;
         }
@@ -371,11 +387,16 @@ impl Store {
         sql.push_str(" ORDER BY created_at DESC, id LIMIT ? OFFSET ?");
         args.push(i64::from(filter.limit.unwrap_or(50).min(500)).into());
         args.push(i64::from(filter.offset.unwrap_or(0)).into());
-        let mut stmt = conn.prepare(&sql)?;
+        Self::query_exams(&conn, &sql, args)
+    }
+
+    /// Runs a `SELECT {EXAM_COLUMNS} ...` query and reads its exams.
+    fn query_exams(conn: &Connection, sql: &str, args: Vec<rusqlite::types::Value>) -> Result<Vec<StoredExam>, StoreError> {
+        let mut stmt = conn.prepare(sql)?;
         let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
-            out.push(Self::exam_from_row(&conn, row)?);
+            out.push(Self::exam_from_row(conn, row)?);
         }
         Ok(out)
     }
@@ -414,24 +435,7 @@ impl Store {
 
     /// Appends an audit event.
     pub fn audit(&self, actor: &str, action: &str, object: Option<&str>, detail: Option<&str>) -> Result<(), StoreError> {
-        self.conn()?.execute(
-            "INSERT INTO audit (at, actor, action, object, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![now_rfc3339(), actor, action, object, detail],
-        )?;
-        Ok(())
-    }
-
-    /// Audit events, newest first.
-    pub fn audit_events(&self, limit: u32) -> Result<Vec<serde_json::Value>, StoreError> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare("SELECT seq, at, actor, action, object, detail FROM audit ORDER BY seq DESC LIMIT ?1")?;
-        let rows = stmt.query_map([i64::from(limit)], |r| {
-            Ok(serde_json::json!({
-                "seq": r.get::<_, i64>(0)?, "at": r.get::<_, String>(1)?, "actor": r.get::<_, String>(2)?,
-                "action": r.get::<_, String>(3)?, "object": r.get::<_, Option<String>>(4)?, "detail": r.get::<_, Option<String>>(5)?,
-            }))
-        })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        append_audit(&*self.conn()?, &now_rfc3339(), actor, action, object, detail)
     }
 
     /// Audit events, newest first, filtered; `before` pages backwards by sequence number.
@@ -493,13 +497,7 @@ impl Store {
         );
         args.push(i64::from(f.limit.unwrap_or(500).min(2000)).into());
         let conn = self.conn()?;
-        let mut stmt = conn.prepare(&sql)?;
-        let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            out.push(Self::exam_from_row(&conn, row)?);
-        }
-        Ok(out)
+        Self::query_exams(&conn, &sql, args)
     }
 
     /// An exam's images in upload order.
@@ -527,10 +525,7 @@ impl Store {
             "INSERT INTO api_keys (id, role, hash, created_at, revoked) VALUES (?1, ?2, ?3, ?4, 0)",
             params![id, role.as_str(), hash, now_rfc3339()],
         )?;
-        conn.execute(
-            "INSERT INTO audit (at, actor, action, object, detail) VALUES (?1, ?2, 'key.create', ?3, ?4)",
-            params![now_rfc3339(), actor, id, role.as_str()],
-        )?;
+        append_audit(&conn, &now_rfc3339(), actor, "key.create", Some(&id), Some(role.as_str()))?;
         Ok((id, secret))
     }
 

@@ -6,7 +6,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{Store, StoreError, now_rfc3339};
+use super::{Store, StoreError, append_audit, now_rfc3339};
 use crate::grading::Laterality;
 use crate::report::agreement::{EyePair, iso_week};
 use crate::review::{self, Plan, Review, ReviewError, ReviewInput, ReviewState};
@@ -131,21 +131,11 @@ impl Store {
         };
         let version = plan.version();
         let detail = format!("version {version}, outcome {}", input.outcome);
-        tx.execute(
-            "INSERT INTO audit (at, actor, action, object, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![now, reviewer, action, exam_id, detail],
-        )?;
+        append_audit(&tx, &now, reviewer, action, Some(exam_id), Some(&detail))?;
         if input.sign {
             tx.execute("UPDATE exams SET reviewed = 1 WHERE id = ?1", [exam_id])?;
-            tx.execute(
-                "INSERT INTO audit (at, actor, action, object, detail) VALUES (?1, ?2, 'review.sign', ?3, ?4)",
-                params![
-                    now,
-                    reviewer,
-                    exam_id,
-                    format!("version {version}{}", amends.map(|a| format!(", amends {a}")).unwrap_or_default())
-                ],
-            )?;
+            let signed = format!("version {version}{}", amends.map(|a| format!(", amends {a}")).unwrap_or_default());
+            append_audit(&tx, &now, reviewer, "review.sign", Some(exam_id), Some(&signed))?;
         }
         let written = tx.query_row(
             &format!("SELECT {REVIEW_COLUMNS} FROM reviews WHERE exam_id = ?1 AND version = ?2"),

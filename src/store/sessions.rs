@@ -5,7 +5,7 @@
 use rusqlite::{OptionalExtension, params};
 use sha2::Digest;
 
-use super::{KeyIdentity, Role, Store, StoreError, now_rfc3339, random_hex};
+use super::{KeyIdentity, Role, Store, StoreError, append_audit, now_rfc3339, random_hex};
 
 /// A live session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,10 +34,7 @@ impl Store {
             "INSERT INTO sessions (token_hash, key_id, csrf, created_at, last_seen_unix) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![token_hash(&token), key.id, csrf, now, unix_now()],
         )?;
-        tx.execute(
-            "INSERT INTO audit (at, actor, action, object, detail) VALUES (?1, ?2, 'session.login', NULL, ?3)",
-            params![now, key.id, key.role.as_str()],
-        )?;
+        append_audit(&tx, &now, &key.id, "session.login", None, Some(key.role.as_str()))?;
         tx.commit()?;
         Ok((token, csrf))
     }
@@ -62,10 +59,8 @@ impl Store {
         let idle = u64::try_from(now.saturating_sub(last_seen)).unwrap_or(0);
         if revoked || idle > idle_secs {
             conn.execute("DELETE FROM sessions WHERE token_hash = ?1", [&hash])?;
-            conn.execute(
-                "INSERT INTO audit (at, actor, action, object, detail) VALUES (?1, ?2, 'session.expired', NULL, ?3)",
-                params![now_rfc3339(), key_id, if revoked { "key revoked" } else { "idle timeout" }],
-            )?;
+            let why = if revoked { "key revoked" } else { "idle timeout" };
+            append_audit(&conn, &now_rfc3339(), &key_id, "session.expired", None, Some(why))?;
             return Ok(None);
         }
         conn.execute("UPDATE sessions SET last_seen_unix = ?2 WHERE token_hash = ?1", params![hash, now])?;
@@ -80,10 +75,7 @@ impl Store {
             conn.query_row("SELECT key_id FROM sessions WHERE token_hash = ?1", [token_hash(token)], |r| r.get(0)).optional()?;
         if let Some(key_id) = key_id {
             conn.execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash(token)])?;
-            conn.execute(
-                "INSERT INTO audit (at, actor, action, object, detail) VALUES (?1, ?2, 'session.logout', NULL, NULL)",
-                params![now_rfc3339(), key_id],
-            )?;
+            append_audit(&conn, &now_rfc3339(), &key_id, "session.logout", None, None)?;
         }
         Ok(())
     }
@@ -94,10 +86,7 @@ impl Store {
         let tx = conn.transaction()?;
         let changed = tx.execute("UPDATE api_keys SET revoked = 1 WHERE id = ?1 AND revoked = 0", [id])?;
         if changed > 0 {
-            tx.execute(
-                "INSERT INTO audit (at, actor, action, object, detail) VALUES (?1, ?2, 'key.revoke', ?3, NULL)",
-                params![now_rfc3339(), actor, id],
-            )?;
+            append_audit(&tx, &now_rfc3339(), actor, "key.revoke", Some(id), None)?;
         }
         tx.commit()?;
         Ok(changed > 0)
