@@ -151,6 +151,32 @@ fn decode_jpeg(bytes: &[u8], limits: &DecodeLimits, allow_dct_scaling: bool) -> 
     orient(out_w, out_h, rgb, orientation, source)
 }
 
+thread_local! {
+    static SPARE_PIXELS: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The largest pixel buffer a thread keeps for its next image.
+const MAX_SPARE_BYTES: usize = 64 << 20;
+
+/// A pixel buffer of `len` bytes for a decoder that overwrites every byte, reusing this
+/// thread's spare: a fresh multi-megabyte buffer per image costs a zeroing pass (and
+/// page faults) that shows up next to a 1/4-scale JPEG decode. Its old contents are
+/// never exposed, because the decoder overwrites all of it or fails, and a failed buffer
+/// is dropped.
+#[cfg_attr(not(feature = "turbojpeg"), allow(dead_code))]
+fn pixel_buffer(len: usize) -> Vec<u8> {
+    let mut rgb = SPARE_PIXELS.with(|spare| std::mem::take(&mut *spare.borrow_mut()));
+    rgb.resize(len, 0);
+    rgb
+}
+
+/// Hands a decoded image's pixels back for this thread's next decode.
+pub fn recycle(rgb: Vec<u8>) {
+    if rgb.capacity() <= MAX_SPARE_BYTES {
+        SPARE_PIXELS.with(|spare| *spare.borrow_mut() = rgb);
+    }
+}
+
 /// libjpeg-turbo through the `turbojpeg` crate: the same scaled IDCT as the training
 /// recipe's Pillow `draft()`. TurboJPEG reports a warning (a truncated or damaged stream)
 /// as a failed call, so such a file is an error, as it is for `jpeg-decoder`: a half-grey
@@ -198,7 +224,7 @@ mod turbo {
                 scaled.width, scaled.height, expected.0, expected.1
             )));
         }
-        let mut rgb = vec![0u8; scaled.width * scaled.height * 3];
+        let mut rgb = super::pixel_buffer(scaled.width * scaled.height * 3);
         let image = turbojpeg::Image {
             pixels: rgb.as_mut_slice(),
             width: scaled.width,

@@ -26,22 +26,16 @@ pub struct FieldOfView {
     pub side: u32,
 }
 
+/// The threshold as a byte: the per-pixel test runs on saturating byte sums.
+const FIELD_SUM_THRESHOLD_U8: u8 = {
+    assert!(FIELD_SUM_THRESHOLD <= 255);
+    FIELD_SUM_THRESHOLD as u8
+};
+
 /// Locates the field of view in an RGB8 image.
 pub fn locate(width: u32, height: u32, rgb: &[u8]) -> FieldOfView {
     let (w, h) = (width as usize, height as usize);
-    let mut columns = vec![0u32; w];
-    let mut rows = vec![0u32; h];
-    for (row, row_count) in rgb.chunks_exact(w * 3).zip(rows.iter_mut()) {
-        // Zipped iterators (no indexing) let the compiler drop bounds checks: this loop
-        // touches every decoded pixel once.
-        let mut count = 0u32;
-        for (px, column) in row.chunks_exact(3).zip(columns.iter_mut()) {
-            let inside = u32::from(u16::from(px[0]) + u16::from(px[1]) + u16::from(px[2]) >= FIELD_SUM_THRESHOLD);
-            *column += inside;
-            count += inside;
-        }
-        *row_count = count;
-    }
+    let (columns, rows) = count_inside(w, h, rgb);
     let column_min = (height / 100).max(3);
     let row_min = (width / 100).max(3);
     let span = |counts: &[u32], min: u32| {
@@ -57,6 +51,56 @@ pub fn locate(width: u32, height: u32, rgb: &[u8]) -> FieldOfView {
     let x0 = (i64::from(left) + i64::from(right) + 1 - i64::from(side)).div_euclid(2);
     let y0 = (i64::from(top) + i64::from(bottom) + 1 - i64::from(side)).div_euclid(2);
     FieldOfView { found, left, right, top, bottom, x0, y0, side }
+}
+
+/// Per-column and per-row counts of in-field pixels.
+///
+/// This pass reads every decoded pixel, so it is written for the vector unit rather
+/// than pixel by pixel: the test runs at every byte offset of a row on saturating byte
+/// sums `b[i] + b[i+1] + b[i+2]` (saturation cannot change the outcome of `>= 60`), so no
+/// de-interleaving is needed, and only offsets that start a pixel are tallied. Column
+/// tallies run in byte counters, flushed into the totals every 255 rows before they can
+/// overflow.
+fn count_inside(w: usize, h: usize, rgb: &[u8]) -> (Vec<u32>, Vec<u32>) {
+    let row_bytes = w * 3;
+    let mut columns = vec![0u32; w];
+    let mut rows = vec![0u32; h];
+    if w == 0 || h == 0 {
+        return (columns, rows);
+    }
+    // Offsets 0..row_bytes-2 cover every pixel start (the last is row_bytes-3).
+    let span = row_bytes - 2;
+    let starts: Vec<u8> = (0..span).map(|i| u8::from(i % 3 == 0)).collect();
+    let mut tally = vec![0u8; span];
+    let flush = |tally: &mut [u8], columns: &mut [u32]| {
+        for (column, t) in columns.iter_mut().zip(tally.iter().step_by(3)) {
+            *column += u32::from(*t);
+        }
+        tally.fill(0);
+    };
+    for (block, block_rows) in rgb.chunks(row_bytes * 255).zip(rows.chunks_mut(255)) {
+        for (row, row_count) in block.chunks_exact(row_bytes).zip(block_rows.iter_mut()) {
+            let (a, b, c) = (&row[..span], &row[1..span + 1], &row[2..]);
+            let mut count = 0u32;
+            // Pieces of 240 offsets hold at most 80 pixel starts, so the piece's count fits
+            // a byte and the loop runs on full-width byte vectors.
+            for lo in (0..span).step_by(240) {
+                let hi = (lo + 240).min(span);
+                let mut piece = 0u8;
+                for ((((&x, &y), &z), t), &start) in
+                    a[lo..hi].iter().zip(&b[lo..hi]).zip(&c[lo..hi]).zip(&mut tally[lo..hi]).zip(&starts[lo..hi])
+                {
+                    let inside = u8::from(x.saturating_add(y).saturating_add(z) >= FIELD_SUM_THRESHOLD_U8) & start;
+                    *t += inside;
+                    piece += inside;
+                }
+                count += u32::from(piece);
+            }
+            *row_count = count;
+        }
+        flush(&mut tally, &mut columns);
+    }
+    (columns, rows)
 }
 
 impl FieldOfView {
@@ -109,6 +153,38 @@ mod tests {
             }
         }
         rgb
+    }
+
+    /// The per-pixel definition the vectorised counter must equal.
+    fn count_inside_per_pixel(w: usize, h: usize, rgb: &[u8]) -> (Vec<u32>, Vec<u32>) {
+        let (mut columns, mut rows) = (vec![0u32; w], vec![0u32; h]);
+        for y in 0..h {
+            for x in 0..w {
+                let p = &rgb[(y * w + x) * 3..][..3];
+                if u16::from(p[0]) + u16::from(p[1]) + u16::from(p[2]) >= FIELD_SUM_THRESHOLD {
+                    columns[x] += 1;
+                    rows[y] += 1;
+                }
+            }
+        }
+        (columns, rows)
+    }
+
+    #[test]
+    fn vectorised_counts_equal_the_per_pixel_definition() {
+        // Values clustered around the threshold (sums near 60, and near 255 where byte
+        // sums saturate), odd widths, and heights past the 255-row tally flush.
+        for (w, h) in [(1usize, 1usize), (2, 3), (7, 300), (33, 256), (101, 511), (640, 520)] {
+            let rgb: Vec<u8> = (0..w * h * 3)
+                .map(|i| {
+                    let r = (i.wrapping_mul(2_654_435_761) >> 9) as u8;
+                    if r & 1 == 0 { r % 40 } else { r }
+                })
+                .collect();
+            assert_eq!(count_inside(w, h, &rgb), count_inside_per_pixel(w, h, &rgb), "{w}x{h}");
+            let disc = disc_image(w as u32, h as u32, w as f32 / 2.0, h as f32 / 2.0, w.min(h) as f32 * 0.45);
+            assert_eq!(count_inside(w, h, &disc), count_inside_per_pixel(w, h, &disc), "disc {w}x{h}");
+        }
     }
 
     #[test]

@@ -85,7 +85,9 @@ impl Preprocessor {
     pub fn prepare(&self, bytes: &[u8]) -> Result<Prepared, PreprocessError> {
         let start = Instant::now();
         let decoded = decode::decode(bytes, &self.limits, self.dct_scaling)?;
-        self.prepare_decoded_since(&decoded, start)
+        let prepared = self.prepare_decoded_since(&decoded, start);
+        decode::recycle(decoded.rgb);
+        prepared
     }
 
     /// Runs the recipe from field-of-view location on, for pixels an edge decoded itself

@@ -50,10 +50,11 @@ impl Normaliser {
         let plane = slot.len() / 3;
         let (r, rest) = slot.split_at_mut(plane);
         let (g, b) = rest.split_at_mut(plane);
-        for (i, px) in rgb.chunks_exact(3).enumerate().take(plane) {
-            r[i] = self.lut[0][px[0] as usize];
-            g[i] = self.lut[1][px[1] as usize];
-            b[i] = self.lut[2][px[2] as usize];
+        let [lut_r, lut_g, lut_b] = &self.lut;
+        for (((px, r), g), b) in rgb.chunks_exact(3).zip(r).zip(g).zip(b) {
+            *r = lut_r[usize::from(px[0])];
+            *g = lut_g[usize::from(px[1])];
+            *b = lut_b[usize::from(px[2])];
         }
     }
 }
