@@ -11,6 +11,9 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "2")
+# Sleep instead of spin-waiting in OpenMP barriers: same work split and results, but far faster when the
+# 2 cores are shared with other jobs (measured 3.5 -> 1.3 s/step next to a 1-core compile).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import hashlib
 import json
 import math

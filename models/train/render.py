@@ -335,6 +335,54 @@ def _tortuous(cv, rng, p, size, w_px, n_steps, curl):
         p = q
 
 
+def _nv_fan(cv, fib, rng, root, heading, spread, length, w_px, n_loops, px):
+    """Neovascular frond / "sea-fan": a fan of fine looping vessels from `root`.
+
+    Each loop leaves the root on one side of its axis and comes back on the other (a petal-shaped
+    loop); neighbouring loops are joined by short cross-links and carry small side sprouts, which
+    gives the irregular net seen in NVD/NVE. Lines are also drawn, wider, into `fib` (the optional
+    fibrous-tissue sheen)."""
+    root = np.asarray(root, np.float64)
+    axes = np.sort(heading + rng.uniform(-spread, spread, n_loops))
+    paths = []
+    for a in axes:
+        L = length * rng.uniform(0.45, 1.0)
+        half = rng.uniform(0.06, 0.22)
+        n = max(6, int(L * px / 2.5))
+        t = np.linspace(0.0, 1.0, n + 1)
+        wig = np.cumsum(rng.normal(0, 0.8 / math.sqrt(n), (2, n + 1)), 1)
+        wig -= wig[:, -1:] * t[None]  # both sides meet at the tip
+        rj = L * t * (1 + 0.12 * np.cumsum(rng.normal(0, 1 / math.sqrt(n), n + 1)) * np.sin(np.pi * t))
+        for side in (-1, 1):
+            phi = a + side * half * np.sin(np.pi * t) ** 0.7 + 0.35 * wig[(side + 1) // 2] * np.sin(np.pi * t)
+            pts = root[None] + rj[:, None] * np.stack([np.cos(phi), np.sin(phi)], 1)
+            paths.append(pts)
+    for k, pts in enumerate(paths):
+        n = len(pts) - 1
+        for i in range(n):
+            w = w_px * (1.35 - 0.55 * i / n)
+            cv.line(pts[i], pts[i + 1], w)
+            if fib is not None:
+                fib.line(pts[i], pts[i + 1], w * 4.0, val=170)
+        if rng.random() < 0.6:  # small side sprout with a tiny loop
+            i = int(rng.integers(n // 3, n))
+            p = pts[i].copy()
+            h = rng.uniform(0, 2 * np.pi)
+            for _ in range(int(rng.integers(4, 9))):
+                h += rng.normal(0.5, 0.5)
+                q = p + 2.5 / px * np.array([math.cos(h), math.sin(h)])
+                cv.line(p, q, w_px * 0.8)
+                p = q
+    for k in range(len(paths) - 1):  # cross-links between neighbouring loops -> net
+        A, B = paths[k], paths[k + 1]
+        for _ in range(int(rng.integers(1, 4))):
+            i = int(rng.integers(len(A) // 4, len(A)))
+            j = min(len(B) - 1, max(0, i + int(rng.integers(-2, 3))))
+            mid = (A[i] + B[j]) / 2 + rng.normal(0, 1.5 / px, 2)
+            cv.line(A[i], mid, w_px * 0.8)
+            cv.line(mid, B[j], w_px * 0.8)
+
+
 # ----------------------------------------------------------------------------- render
 def render_fov(rng, case, D):
     """Render the D x D field-of-view square (float32, linear-ish 0..255, before camera effects)."""
@@ -524,16 +572,29 @@ def render_fov(rng, case, D):
             qcen = np.array([qc[0] + (0.4 if q % 2 else -0.4), qc[1] + (0.35 if q >= 2 else -0.35)])
             for p in _sample_points(rng, int(rng.integers(2, 5)), qcen, 0.18, disc, dd, quadrant=int(q), qcentre=qc):
                 _tortuous(nv, rng, p, rng.uniform(0.03, 0.06), max(1.0, D * 0.0022), 25, 0.25)
+    fib = None
     if grade == 4:
-        if case.get("_nvd"):
-            for _ in range(int(rng.integers(3, 7))):
-                p = disc + rng.normal(0, dd * 0.35, 2)
-                _tortuous(nv, rng, p, dd * rng.uniform(0.25, 0.5), max(1.0, D * 0.0018), 45, 0.6)
-        if case.get("_nve"):
-            for p in _sample_points(rng, int(rng.integers(1, 4)), post, 0.45, disc, dd):
-                for _ in range(int(rng.integers(2, 5))):
-                    _tortuous(nv, rng, p + rng.normal(0, 0.02, 2), dd * rng.uniform(0.18, 0.35),
-                              max(1.0, D * 0.0018), 40, 0.6)
+        # New vessels: fans of fine looping vessels (about 1-2 px at 512) with occasional fibrous sheen.
+        w_nv = max(1.0, D * rng.uniform(0.0018, 0.0027))
+        if rng.random() < 0.4:
+            fib = Canvas(D)
+        if case.get("_nvd"):  # on the disc, spreading up to ~1 disc diameter from its centre
+            for _ in range(int(rng.integers(1, 4))):
+                root = disc + rng.normal(0, dd * 0.15, 2)
+                _nv_fan(nv, fib, rng, root, rng.uniform(0, 2 * np.pi), rng.uniform(0.6, 3.1),
+                        dd * rng.uniform(0.45, 1.0), w_nv, int(rng.integers(5, 14)), px)
+        if case.get("_nve"):  # from a vein along the arcades, sea-fan shaped
+            veins = [sg for sg in segs if sg[3] == "v" and sg[2] > D * 0.004
+                     and 1.3 * dd < math.hypot(sg[1][0] - disc[0], sg[1][1] - disc[1])
+                     and sg[1][0] ** 2 + sg[1][1] ** 2 < 0.75 ** 2]
+            for _ in range(int(rng.integers(1, 4))):
+                if not veins:
+                    break
+                p0, p1, _, _ = veins[int(rng.integers(0, len(veins)))]
+                along = math.atan2(p1[1] - p0[1], p1[0] - p0[0])
+                heading = along + (np.pi / 2 if rng.random() < 0.5 else -np.pi / 2) + rng.normal(0, 0.5)
+                _nv_fan(nv, fib, rng, p1, heading, rng.uniform(0.4, 1.1), dd * rng.uniform(0.3, 0.7),
+                        w_nv, int(rng.integers(4, 10)), px)
         if case.get("_prh"):
             for p in _sample_points(rng, int(rng.integers(1, 3)), disc + np.array([-0.2, 0.1]), 0.3, disc, dd):
                 wdt = rng.uniform(0.08, 0.2)
@@ -548,6 +609,8 @@ def render_fov(rng, case, D):
     if cm is not None:
         cm = (np.clip(cm[0] * 1.3, 0, 1), cm[1])
     _mix(img, cm, [240, 228, 205], rng.uniform(0.45, 0.75))
+    if fib is not None:  # greyish-white fibrovascular tissue around the new vessels
+        _mix(img, fib.mask(D * 0.006), np.array([222, 212, 198], np.float32), rng.uniform(0.2, 0.45))
     _mul(img, nv.mask(0.35 + D * 0.0003), [0.32, 0.6, 0.5])
     _mix(img, pre.mask(D * 0.002), [110, 18, 12], 0.85)
     if grade == 4 and case.get("_vh"):
