@@ -39,7 +39,7 @@ pub struct GlobalArgs {
     /// ONNX Runtime intra-op threads (0 = ORT's default) [default: 1].
     #[arg(long, global = true, env = "DRSCREEN_INTRA_THREADS")]
     pub intra_threads: Option<usize>,
-    /// Largest inference batch; raise to 8-32 on a GPU [default: 2].
+    /// Largest inference batch; 1 is fastest on CPU, raise to 8-32 on a GPU [default: 1].
     #[arg(long, global = true, env = "DRSCREEN_MAX_BATCH")]
     pub max_batch: Option<usize>,
     /// Longest wait, in ms, for a batch to fill after its first image [default: 5].

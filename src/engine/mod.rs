@@ -26,10 +26,11 @@ use crate::preprocess::{DecodeLimits, Prepared, PreprocessError, Preprocessor};
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EngineConfig {
-    /// Largest batch the inference thread runs. The default, 2, is what the bundled model
-    /// runs fastest per image on CPU (dr-synth 1.1.0, one intra-op thread: 1.9 ms at batch
-    /// 1, 2.9 ms per image at batch 8, whose full-resolution stem outgrows the cache); a GPU
-    /// wants 8-32.
+    /// Largest batch the inference thread runs. The default, 1, is what the bundled model
+    /// runs fastest per image on CPU: dr-synth 1.3.0 with one intra-op thread takes 2.1 ms
+    /// at batch 1 and 2.5, 2.9 and 3.2 ms per image at batch 4, 8 and 16 (its
+    /// full-resolution stem outgrows the cache), and the 2 MP pipeline bench streams
+    /// 201-207 images/s at 1 against 180-194 at 2. A GPU wants 8-32.
     pub max_batch: usize,
     /// How long the first request of a batch may wait for others.
     pub max_queue_delay_ms: u64,
@@ -41,7 +42,7 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        Self { max_batch: 2, max_queue_delay_ms: 5, queue_capacity: 64, preprocess_threads: 0 }
+        Self { max_batch: 1, max_queue_delay_ms: 5, queue_capacity: 64, preprocess_threads: 0 }
     }
 }
 

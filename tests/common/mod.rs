@@ -32,7 +32,9 @@ pub fn package() -> &'static ModelPackage {
 pub fn screener() -> &'static Screener {
     static S: OnceLock<Screener> = OnceLock::new();
     S.get_or_init(|| {
-        let config = Config::default();
+        let mut config = Config::default();
+        // The CPU default runs one image at a time; the tests exercise dynamic batching.
+        config.engine.max_batch = 8;
         let engine = Engine::start(package(), &config.runtime, config.limits, config.engine).expect("engine starts");
         let policy = GradingPolicy { thresholds: package().manifest.thresholds, quality: config.quality, recall_months: 12 };
         Screener::new(engine, policy)
