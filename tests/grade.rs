@@ -11,7 +11,7 @@ use drscreen::preprocess::PreprocessError;
 /// gradable ones the screening decision (referable or not) must match the label and the
 /// ICDR grade be within 2 of it, allowing at most one decision error among the gradable
 /// fixtures (a model with held-out referable specificity ~0.99 may miss one; dr-synth
-/// 1.1.0 and 1.2.0 make no decision error on the fixtures, 1.0.0 called grade0_R referable).
+/// 1.1.0 to 1.3.0 make no decision error on the fixtures, 1.0.0 called grade0_R referable).
 #[test]
 fn fixtures_grade_into_their_expected_bands() {
     let screener = common::screener();

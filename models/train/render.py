@@ -357,7 +357,7 @@ def _nv_fan(cv, fib, rng, root, heading, spread, length, w_px, n_loops, px):
             phi = a + side * half * np.sin(np.pi * t) ** 0.7 + 0.35 * wig[(side + 1) // 2] * np.sin(np.pi * t)
             pts = root[None] + rj[:, None] * np.stack([np.cos(phi), np.sin(phi)], 1)
             paths.append(pts)
-    for k, pts in enumerate(paths):
+    for pts in paths:
         n = len(pts) - 1
         for i in range(n):
             w = w_px * (1.35 - 0.55 * i / n)

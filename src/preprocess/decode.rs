@@ -151,30 +151,14 @@ fn decode_jpeg(bytes: &[u8], limits: &DecodeLimits, allow_dct_scaling: bool) -> 
     orient(out_w, out_h, rgb, orientation, source)
 }
 
-thread_local! {
-    static SPARE_PIXELS: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// The largest pixel buffer a thread keeps for its next image.
-const MAX_SPARE_BYTES: usize = 64 << 20;
-
-/// A pixel buffer of `len` bytes for a decoder that overwrites every byte, reusing this
-/// thread's spare: a fresh multi-megabyte buffer per image costs a zeroing pass (and
-/// page faults) that shows up next to a 1/4-scale JPEG decode. Its old contents are
-/// never exposed, because the decoder overwrites all of it or fails, and a failed buffer
-/// is dropped.
-#[cfg_attr(not(feature = "turbojpeg"), allow(dead_code))]
-fn pixel_buffer(len: usize) -> Vec<u8> {
-    let mut rgb = SPARE_PIXELS.with(|spare| std::mem::take(&mut *spare.borrow_mut()));
-    rgb.resize(len, 0);
-    rgb
-}
-
-/// Hands a decoded image's pixels back for this thread's next decode.
+/// Hands a decoded image's pixels back for this thread's next decode. Only the
+/// libjpeg-turbo path reuses them (`jpeg-decoder` and `image` allocate their own), so
+/// without that feature they are simply dropped rather than held for nothing.
 pub fn recycle(rgb: Vec<u8>) {
-    if rgb.capacity() <= MAX_SPARE_BYTES {
-        SPARE_PIXELS.with(|spare| *spare.borrow_mut() = rgb);
-    }
+    #[cfg(feature = "turbojpeg")]
+    turbo::recycle(rgb);
+    #[cfg(not(feature = "turbojpeg"))]
+    drop(rgb);
 }
 
 /// libjpeg-turbo through the `turbojpeg` crate: the same scaled IDCT as the training
@@ -203,6 +187,30 @@ mod turbo {
     }
 
     thread_local! {
+        static SPARE_PIXELS: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    /// The largest pixel buffer a thread keeps for its next image.
+    const MAX_SPARE_BYTES: usize = 64 << 20;
+
+    /// A pixel buffer of `len` bytes for TurboJPEG to overwrite, reusing this thread's
+    /// spare: a fresh multi-megabyte buffer per image costs a zeroing pass (and page
+    /// faults) that shows up next to a 1/4-scale decode. Its old contents are never
+    /// exposed, because TurboJPEG overwrites all of it or fails, and a failed buffer is
+    /// dropped.
+    fn pixel_buffer(len: usize) -> Vec<u8> {
+        let mut rgb = SPARE_PIXELS.with(|spare| std::mem::take(&mut *spare.borrow_mut()));
+        rgb.resize(len, 0);
+        rgb
+    }
+
+    pub fn recycle(rgb: Vec<u8>) {
+        if rgb.capacity() <= MAX_SPARE_BYTES {
+            SPARE_PIXELS.with(|spare| *spare.borrow_mut() = rgb);
+        }
+    }
+
+    thread_local! {
         // One handle per preprocessing thread, reused: no per-image set-up.
         static DECOMPRESSOR: std::cell::RefCell<Option<turbojpeg::Decompressor>> = const { std::cell::RefCell::new(None) };
     }
@@ -224,7 +232,7 @@ mod turbo {
                 scaled.width, scaled.height, expected.0, expected.1
             )));
         }
-        let mut rgb = super::pixel_buffer(scaled.width * scaled.height * 3);
+        let mut rgb = pixel_buffer(scaled.width * scaled.height * 3);
         let image = turbojpeg::Image {
             pixels: rgb.as_mut_slice(),
             width: scaled.width,
