@@ -234,6 +234,8 @@ def train(torch, cfg, xs, labels, signs, log_every=25):
                     f"(dr {r[1]:.3f} ord {r[5]:.3f} cost {r[6]:.3f} dme {r[2]:.3f} q {r[3]:.3f} ref {r[4]:.3f} "
                     f"signs {r[7]:.3f}) "
                     f"{el / step * 1000:.0f} ms/step, eta {(total - step) * el / step / 60:.1f} min")
+        if cfg.get("ckpt_dir"):  # for watching a long run from another process; does not touch the RNG
+            torch.save(net.state_dict(), os.path.join(cfg["ckpt_dir"], f"ckpt_ep{ep + 1:02d}.pt"))
     net.eval()
     return net
 
@@ -424,6 +426,7 @@ def main():
     ap.add_argument("--epochs", type=int, default=None, help="override epochs (not for releases)")
     ap.add_argument("--out", default=None, help="package directory (default models/dr-synth)")
     ap.add_argument("--no-fixtures", action="store_true")
+    ap.add_argument("--ckpt-dir", default=None, help="save the weights after every epoch here (watching a long run)")
     ap.add_argument("--eval-only", action="store_true", help="skip training; evaluate/package the existing model.onnx")
     ap.add_argument("--fixtures", action="store_true", help="also (re)build fixtures/ in --quick mode")
     args = ap.parse_args()
@@ -448,7 +451,9 @@ def main():
     else:
         t = time.time()
         log("training")
+        cfg["ckpt_dir"] = args.ckpt_dir
         net = train(torch, cfg, data["train"][0], data["train"][1], lesion_signs("train", cfg["train"]))
+        cfg.pop("ckpt_dir")
         timings["train_s"] = time.time() - t
         export_onnx(torch, net, onnx_path)
     log("exported", onnx_path, os.path.getsize(onnx_path), "bytes sha256", sha256(onnx_path))
