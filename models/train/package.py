@@ -69,7 +69,8 @@ def _encode_png(a):
 
 
 def real_photo_check(sess, th):
-    """Clean / Gaussian-blurred (sigma 1.5% of FOV diameter) / darkened (x0.25) real photo."""
+    """Clean / Gaussian-blurred (sigma 1.5% of FOV diameter) / darkened (x0.25) real photo, and the clean photo
+    with mild / moderate / severe lesion load painted on (paint_lesions.py)."""
     import build
     p = skimage_retina_path()
     if p is None:
@@ -85,6 +86,9 @@ def real_photo_check(sess, th):
         "blurred_sigma_1.5pct": _encode_png(np.clip(blurred + 0.5, 0, 255).astype(np.uint8)),
         "dark_x0.25": _encode_png(np.clip(rgb.astype(np.float32) * 0.25 + 0.5, 0, 255).astype(np.uint8)),
     }
+    import paint_lesions
+    for load in paint_lesions.LOADS:
+        variants[f"lesions_{load}"] = _encode_png(paint_lesions.paint(rgb, load))
     res = {"fov_diameter_px": int(dia), "blur_sigma_px": float(sigma)}
     for k, data in variants.items():
         x = preprocess.preprocess_bytes(data)[None]
@@ -325,6 +329,13 @@ specificity >= 0.90 and gradability AUC >= 0.98; {target_note}
 {rp_line('clean')}
 {rp_line('blurred_sigma_1.5pct')}
 {rp_line('dark_x0.25')}
+
+The same photograph with lesions painted on (`models/train/paint_lesions.py`, renderer-sized and -coloured;
+`fixtures/retina_skimage_<load>.jpg`): a check that the model reads lesions on a real retina, which the
+synthetic test set cannot show. Lesion load should raise P(grade>=2); mild should stay non-referable.
+{rp_line('lesions_mild')}
+{rp_line('lesions_moderate')}
+{rp_line('lesions_severe')}
 
 ## Speed
 ONNX Runtime {checks.get('ort_version', '?')}, CPU, 2 intra-op threads, on the build machine:
