@@ -468,13 +468,15 @@ def main():
     log("confusion", metrics["confusion_matrix"])
 
     import package
+    report_path = os.path.join(HERE, "quick_eval_report.json" if args.quick else "eval_report.json")
+    if args.eval_only and "train_s" not in timings and os.path.exists(report_path):  # keep the card's training time
+        timings["train_s"] = json.load(open(report_path)).get("timings_s", {}).get("train_s")
     info = dict(cfg=cfg, seed=SEED, split_base=SPLIT_BASE, torch_version=torch.__version__,
                 macs=__import__("model").count_macs(net), params=sum(p.numel() for k, p in net.named_parameters() if not k.startswith("signs.")),
                 train_s=timings.get("train_s"))
     report = package.write_package(out_dir, onnx_path, th, metrics, val_metrics, info, quick=args.quick)
     timings["total_s"] = time.time() - t_all
     report["timings_s"] = timings
-    report_path = os.path.join(HERE, "quick_eval_report.json" if args.quick else "eval_report.json")
     if args.eval_only and os.path.exists(report_path):
         report["timings_s"] = dict(json.load(open(report_path)).get("timings_s", {}), eval_only_s=timings["total_s"])
     json.dump(report, open(report_path, "w"), indent=2)
