@@ -46,6 +46,9 @@ Reference given by scikit-image: Haggstrom, Mikael (2014). "Medical gallery of M
 2014". WikiJournal of Medicine 1 (2). DOI:10.15347/wjm/2014.008. ISSN 2002-4436. Public Domain.
 
 Licence: CC0 1.0 Universal (public domain dedication), https://creativecommons.org/publicdomain/zero/1.0/
+
+fixtures/retina_skimage_{mild,moderate,severe}.jpg are that photograph with synthetic lesions painted on
+by models/train/paint_lesions.py; released under the same CC0 dedication.
 """
 
 
@@ -88,6 +91,15 @@ def build_all(fx_dir, onnx_path=None, th=None):
     if src and os.path.abspath(src) != os.path.abspath(dst):
         shutil.copyfile(src, dst)
     open(os.path.join(fx_dir, "LICENSE-retina.txt"), "w").write(LICENSE_RETINA)
+    # the same photo with lesions painted on (paint_lesions.py), for the lesion-load transfer check
+    import paint_lesions
+    real_rgb = preprocess.decode_rgb(open(dst, "rb").read())
+    painted = []
+    for load in paint_lesions.LOADS:
+        name = f"retina_skimage_{load}.jpg"
+        Image.fromarray(paint_lesions.paint(real_rgb, load)).save(os.path.join(fx_dir, name), format="JPEG",
+                                                                   quality=92)
+        painted.append(name)
     # broken inputs
     open(os.path.join(brk, "empty.jpg"), "wb").close()
     g0 = open(os.path.join(fx_dir, "grade0_R.jpg"), "rb").read()
@@ -96,7 +108,7 @@ def build_all(fx_dir, onnx_path=None, th=None):
     open(os.path.join(brk, "not_an_image.jpg"), "w").write(
         "This is a plain text file with a .jpg extension. It is not an image.\n")
     # references
-    stems = [r[0] for r in rows] + ["retina_skimage.jpg"]
+    stems = [r[0] for r in rows] + ["retina_skimage.jpg"] + painted
     preds = {}
     for name in stems:
         arr = preprocess.preprocess_file(os.path.join(fx_dir, name))
@@ -149,7 +161,12 @@ def write_readme(fx_dir, rows):
     lines += ["", "## Real photograph", "",
               f"- `retina_skimage.jpg` ({size_of('retina_skimage.jpg')}): CC0 fundus photograph of a normal left eye, "
               "copied from scikit-image's bundled data; source and licence in `LICENSE-retina.txt`. "
-              "Not listed in labels.csv (a normal eye: a sane model should call it gradable, grade 0-1).", "",
+              "Not listed in labels.csv (a normal eye: a sane model should call it gradable, grade 0-1).",
+              "- `retina_skimage_mild.jpg`, `retina_skimage_moderate.jpg`, `retina_skimage_severe.jpg`: the same "
+              "photograph with lesions painted on by `models/train/paint_lesions.py` (seeded): 8 microaneurysms; "
+              "dot/blot haemorrhages and hard exudates away from the fovea; more than 20 haemorrhages in each "
+              "quadrant. Derived from the CC0 photo, so CC0 as well. Lesion load must raise P(referable DR): "
+              "mild non-referable, moderate and severe referable.", "",
               "## Broken inputs (`broken/`)", "",
               "- `broken/empty.jpg`: 0 bytes.",
               "- `broken/truncated.jpg`: the first half of `grade0_R.jpg`.",

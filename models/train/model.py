@@ -3,6 +3,7 @@ import torch
 import torch.nn as nn
 
 OUTPUT_NAMES = ["dr_logits", "dme_logit", "gradable_logit", "referable_cam"]
+N_SIGNS = 7  # build.SIGNS
 
 
 def conv_bn(cin, cout, k, s, groups=1):
@@ -52,13 +53,23 @@ class DRNet(nn.Module):
         self.dr = nn.Linear(128, 5)
         self.dme = nn.Linear(128, 1)
         self.grad = nn.Linear(128, 1)
+        # training-only head: which grade-3/4 signs the renderer drew (not exported; see build.lesion_signs)
+        self.signs = nn.Linear(128, N_SIGNS)
 
-    def forward_all(self, x):
+    def _trunk(self, x):
         fm = self.features(self.stem(x))
         ref_map = self.ref_head(fm)                 # [N,1,16,16] logits
         pooled = torch.cat([fm.mean(dim=(2, 3)), fm.amax(dim=(2, 3))], dim=1)
-        h = self.fc(pooled)
+        return self.fc(pooled), ref_map
+
+    def forward_all(self, x):
+        h, ref_map = self._trunk(x)
         return self.dr(h), self.dme(h), self.grad(h), ref_map
+
+    def forward_train(self, x):
+        """forward_all plus the training-only sign logits [N, N_SIGNS]."""
+        h, ref_map = self._trunk(x)
+        return self.dr(h), self.dme(h), self.grad(h), ref_map, self.signs(h)
 
     def forward(self, x):
         dr, dme, grad, ref_map = self.forward_all(x)
