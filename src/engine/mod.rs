@@ -29,9 +29,8 @@ pub struct EngineConfig {
     /// Largest batch the inference thread runs. The default, 1, is what the bundled model
     /// runs fastest per image on CPU: dr-synth 1.4.0 (1.3.0's graph, new weights) with one
     /// intra-op thread takes 1.8-2.1 ms at batch 1 and 2.1, 2.5 and 2.7 ms per image at batch
-    /// 4, 8 and 16 (its
-    /// full-resolution stem outgrows the cache), and the 2 MP pipeline bench streams
-    /// 201-207 images/s at 1 against 180-194 at 2. A GPU wants 8-32.
+    /// 4, 8 and 16 (its full-resolution stem outgrows the cache), and the 2 MP pipeline
+    /// bench streams 201-207 images/s at 1 against 180-194 at 2. A GPU wants 8-32.
     pub max_batch: usize,
     /// How long the first request of a batch may wait for others.
     pub max_queue_delay_ms: u64,
