@@ -180,12 +180,12 @@ def expected_cost(torch, logits, y):
     return (torch.softmax(logits, 1) * (k - y[:, None].to(logits.dtype)) ** 2).sum(1) / 4
 
 
-def train(torch, cfg, xs, labels, signs, log_every=25):
+def train(torch, cfg, xs, labels, signs, log_every=25, ckpt_dir=None):
     import model as M
     import torch.nn.functional as F
     torch.manual_seed(SEED)
     rng = np.random.default_rng(SEED)
-    net = M.DRNet().to(memory_format=torch.channels_last)
+    net = M.DRNet(n_signs=signs.shape[1]).to(memory_format=torch.channels_last)
     g, d, q = label_arrays(labels)
     ref = ((g >= 2) | (d == 1)).astype(np.float32)
     n = len(g)
@@ -234,8 +234,8 @@ def train(torch, cfg, xs, labels, signs, log_every=25):
                     f"(dr {r[1]:.3f} ord {r[5]:.3f} cost {r[6]:.3f} dme {r[2]:.3f} q {r[3]:.3f} ref {r[4]:.3f} "
                     f"signs {r[7]:.3f}) "
                     f"{el / step * 1000:.0f} ms/step, eta {(total - step) * el / step / 60:.1f} min")
-        if cfg.get("ckpt_dir"):  # for watching a long run from another process; does not touch the RNG
-            torch.save(net.state_dict(), os.path.join(cfg["ckpt_dir"], f"ckpt_ep{ep + 1:02d}.pt"))
+        if ckpt_dir:  # for watching a long run from another process; does not touch the RNG
+            torch.save(net.state_dict(), os.path.join(ckpt_dir, f"ckpt_ep{ep + 1:02d}.pt"))
     net.eval()
     return net
 
@@ -451,9 +451,8 @@ def main():
     else:
         t = time.time()
         log("training")
-        cfg["ckpt_dir"] = args.ckpt_dir
-        net = train(torch, cfg, data["train"][0], data["train"][1], lesion_signs("train", cfg["train"]))
-        cfg.pop("ckpt_dir")
+        net = train(torch, cfg, data["train"][0], data["train"][1], lesion_signs("train", cfg["train"]),
+                    ckpt_dir=args.ckpt_dir)
         timings["train_s"] = time.time() - t
         export_onnx(torch, net, onnx_path)
     log("exported", onnx_path, os.path.getsize(onnx_path), "bytes sha256", sha256(onnx_path))
@@ -467,18 +466,20 @@ def main():
     log("test metrics", json.dumps({k: v for k, v in metrics.items() if k != "confusion_matrix"}))
     log("confusion", metrics["confusion_matrix"])
 
+    import model as M
     import package
     report_path = os.path.join(HERE, "quick_eval_report.json" if args.quick else "eval_report.json")
-    if args.eval_only and "train_s" not in timings and os.path.exists(report_path):  # keep the card's training time
-        timings["train_s"] = json.load(open(report_path)).get("timings_s", {}).get("train_s")
-    info = dict(cfg=cfg, seed=SEED, split_base=SPLIT_BASE, torch_version=torch.__version__,
-                macs=__import__("model").count_macs(net), params=sum(p.numel() for k, p in net.named_parameters() if not k.startswith("signs.")),
-                train_s=timings.get("train_s"))
+    # --eval-only keeps the last full run's timings (the card quotes its training time)
+    prior_timings = (json.load(open(report_path)).get("timings_s", {})
+                     if args.eval_only and os.path.exists(report_path) else {})
+    info = dict(cfg=cfg, seed=SEED, split_base=SPLIT_BASE, torch_version=torch.__version__, w_signs=W_SIGNS,
+                macs=M.count_macs(net), params=M.count_exported_params(net),
+                train_s=timings.get("train_s", prior_timings.get("train_s")))
     report = package.write_package(out_dir, onnx_path, th, metrics, val_metrics, info, quick=args.quick)
     timings["total_s"] = time.time() - t_all
     report["timings_s"] = timings
     if args.eval_only and os.path.exists(report_path):
-        report["timings_s"] = dict(json.load(open(report_path)).get("timings_s", {}), eval_only_s=timings["total_s"])
+        report["timings_s"] = dict(prior_timings, eval_only_s=timings["total_s"])
     json.dump(report, open(report_path, "w"), indent=2)
     if not args.no_fixtures and (not args.quick or args.fixtures):
         import fixtures

@@ -97,8 +97,7 @@ def build_all(fx_dir, onnx_path=None, th=None):
     painted = []
     for load in paint_lesions.LOADS:
         name = f"retina_skimage_{load}.jpg"
-        Image.fromarray(paint_lesions.paint(real_rgb, load)).save(os.path.join(fx_dir, name), format="JPEG",
-                                                                   quality=92)
+        open(os.path.join(fx_dir, name), "wb").write(paint_lesions.painted_jpeg(real_rgb, load))
         painted.append(name)
     # broken inputs
     open(os.path.join(brk, "empty.jpg"), "wb").close()

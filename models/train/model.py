@@ -3,7 +3,6 @@ import torch
 import torch.nn as nn
 
 OUTPUT_NAMES = ["dr_logits", "dme_logit", "gradable_logit", "referable_cam"]
-N_SIGNS = 7  # build.SIGNS
 
 
 def conv_bn(cin, cout, k, s, groups=1):
@@ -29,7 +28,7 @@ class DSBlock(nn.Module):
 
 
 class DRNet(nn.Module):
-    def __init__(self, width=1.0):
+    def __init__(self, width=1.0, n_signs=0):
         super().__init__()
         c = [int(round(v * width)) for v in (24, 48, 96, 160)]
         # two-layer stem: a full-resolution 3x3/2 conv (overlapping receptive fields, so 1-2 px
@@ -54,7 +53,7 @@ class DRNet(nn.Module):
         self.dme = nn.Linear(128, 1)
         self.grad = nn.Linear(128, 1)
         # training-only head: which grade-3/4 signs the renderer drew (not exported; see build.lesion_signs)
-        self.signs = nn.Linear(128, N_SIGNS)
+        self.signs = nn.Linear(128, n_signs) if n_signs else None
 
     def _trunk(self, x):
         fm = self.features(self.stem(x))
@@ -67,7 +66,7 @@ class DRNet(nn.Module):
         return self.dr(h), self.dme(h), self.grad(h), ref_map
 
     def forward_train(self, x):
-        """forward_all plus the training-only sign logits [N, N_SIGNS]."""
+        """forward_all plus the training-only sign logits [N, n_signs]."""
         h, ref_map = self._trunk(x)
         return self.dr(h), self.dme(h), self.grad(h), ref_map, self.signs(h)
 
@@ -81,6 +80,12 @@ def lse_pool(m, r=6.0):
     n = m.shape[0]
     flat = m.reshape(n, -1)
     return (torch.logsumexp(r * flat, dim=1) - torch.log(torch.tensor(float(flat.shape[1])))) / r
+
+
+def count_exported_params(model):
+    """Parameters in the exported graph, which leaves out the training-only sign head."""
+    head = {id(p) for p in model.signs.parameters()} if model.signs is not None else set()
+    return sum(p.numel() for p in model.parameters() if id(p) not in head)
 
 
 def count_macs(model, size=512):

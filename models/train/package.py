@@ -88,7 +88,7 @@ def real_photo_check(sess, th):
     }
     import paint_lesions
     for load in paint_lesions.LOADS:
-        variants[f"lesions_{load}"] = _encode_png(paint_lesions.paint(rgb, load))
+        variants[f"lesions_{load}"] = paint_lesions.painted_jpeg(rgb, load)
     res = {"fov_diameter_px": int(dia), "blur_sigma_px": float(sigma)}
     for k, data in variants.items():
         x = preprocess.preprocess_bytes(data)[None]
@@ -210,7 +210,7 @@ def manifest_text(onnx_path, th, metrics, info, quick=False):
 def card_text(th, metrics, val_metrics, info, checks, quick):
     m = metrics
     cfg = info["cfg"]
-    epochs, w_signs = cfg["epochs"], __import__("build").W_SIGNS
+    epochs, w_signs = cfg["epochs"], info["w_signs"]
     conf = m["confusion_matrix"]
     ctab = "| true \\ pred | 0 | 1 | 2 | 3 | 4 |\n|---|---|---|---|---|---|\n" + "\n".join(
         f"| {i} | " + " | ".join(str(v) for v in row) + " |" for i, row in enumerate(conf))

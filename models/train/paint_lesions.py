@@ -9,7 +9,10 @@ Colours follow render.py: a haemorrhage multiplies the pixel by 1 - (0.36, 0.72,
 exudate blends towards (250, 228, 125). Sizes are in units of the field-of-view radius R, as in render.py
 (microaneurysms 0.006-0.010 R, blots 0.010-0.018 R).
 """
+import io
+
 import numpy as np
+from PIL import Image
 
 import preprocess
 
@@ -64,3 +67,11 @@ def paint(rgb, load, seed=SEED):
         a = a * 0.85
         img[win] = img[win] * (1 - a) + a * colour
     return np.clip(img + 0.5, 0, 255).astype(np.uint8)
+
+
+def painted_jpeg(rgb, load):
+    """paint() encoded as the committed fixture `fixtures/retina_skimage_<load>.jpg` (JPEG quality 92), so the
+    model card's real-photo lines and the Rust test see the same bytes."""
+    buf = io.BytesIO()
+    Image.fromarray(paint(rgb, load)).save(buf, format="JPEG", quality=92)
+    return buf.getvalue()
