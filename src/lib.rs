@@ -1,26 +1,39 @@
 //! drscreen: diabetic-retinopathy screening of fundus photographs.
 //!
-//! Data flows one way. Edges (the CLI in `main.rs`, later HTTP and DICOM) hand encoded
-//! images to the core; the core never touches the network or a database:
+//! Data flows one way, and modules import only the layers below them (checked by
+//! `tests/layering.rs`):
 //!
 //! ```text
-//! bytes --preprocess--> 512x512 field of view --engine (batched ORT)--> model outputs
-//!       --grading--> image finding --> eye --> exam outcome --> report
+//! edges        http (v1, KServe v2, STOW-RS, review pages)   dicom (C-STORE SCP, study loop, SR push)
+//!                 \                                            /        each calls the service, never each other
+//! service      service: grade, store exams, ingest DICOM, grade studies, SR/FHIR, metrics, spans
+//!                 |                       \
+//! interop         |                        interop: DICOM objects <-> images, SR writer, FHIR report
+//!                 |                       /
+//! store        store: SQLite + content-addressed images, reviews, sessions, audit, outbox
+//!                 |
+//! core         pipeline -> engine (admission, batching, ORT) -> preprocess, model
+//!              grading (clinical rules), review (review rules), report (validation, agreement, heatmap)
 //! ```
 //!
-//! - [`model`]: the locked model package (manifest, sha256, ONNX Runtime session).
-//! - [`preprocess`]: decoding with limits, field-of-view crop, resize, quality measures.
-//! - [`engine`]: admission control, parallel preprocessing, dynamic batching.
-//! - [`grading`]: ICDR grade, DME, gradability, per-eye and per-exam outcome rules.
-//! - [`report`]: validation metrics and plots.
-//! - [`pipeline`]: the glue the edges call: grade images and exams end to end.
-//! - [`dicom`]: the DICOM edge (C-STORE SCP, study grader, SR writer and sender).
+//! - Core ([`model`], [`preprocess`], [`engine`], [`grading`], [`review`], [`report`],
+//!   [`pipeline`]): no network, no database; imports only other core modules.
+//! - [`store`]: durable state; imports only the core.
+//! - [`interop`]: what the edges produce or parse (DICOM objects, SR, FHIR); imports the
+//!   core and the store's record types, never the service or an edge.
+//! - [`service`]: the operations every edge calls, and the metrics and tracing spans of
+//!   that work; imports core, store and interop.
+//! - Edges ([`http`], [`dicom`]): translate a protocol into service calls; never import
+//!   each other. [`config`] holds the validated settings (core types only).
+//! - The binary (`main.rs`, `cli/`) is the composition root: it reads the config and
+//!   starts the edges; `grade` and `validate` call the core in-process.
 
 pub mod config;
 pub mod dicom;
 pub mod engine;
 pub mod grading;
 pub mod http;
+pub mod interop;
 pub mod model;
 pub mod pipeline;
 pub mod preprocess;

@@ -35,7 +35,7 @@ pub fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         let addr = listener.local_addr()?;
         let dicom = if config.dicom.enabled {
             let handle = tokio::runtime::Handle::current();
-            let bound = drscreen::dicom::start(&config.dicom, service, config.limits, &handle)
+            let bound = drscreen::dicom::start(&config.dicom, service, &handle)
                 .with_context(|| format!("cannot start the DICOM listener on {}:{}", config.dicom.bind, config.dicom.port))?;
             Some(bound)
         } else {

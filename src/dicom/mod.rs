@@ -1,23 +1,22 @@
-//! The DICOM edge: a C-ECHO/C-STORE service class provider (`scp`), DICOM objects turned
-//! into fundus images (`object`), studies grouped and graded once quiet (`study`), the
-//! per-exam Structured Report (`sr`) and its C-STORE push with a durable outbox
-//! (`sender`). Like the HTTP edge it only calls `service` and `store`; decoding and
-//! association handling run on plain threads or tokio's blocking pool, never on the
-//! async workers. Patient identifiers are stored, never logged.
+//! The DICOM network edge: a C-ECHO/C-STORE service class provider (`scp`), the loop
+//! that has the service grade quiet studies (`study`), and the C-STORE push of each
+//! exam's SR from the durable outbox (`sender`). What a DICOM object means (objects to
+//! images, the SR) lives in `interop`; ingest and grading are service calls shared with
+//! STOW-RS. Association handling runs on plain threads or tokio's blocking pool, never on
+//! the async workers. Patient identifiers are stored, never logged.
 
-pub mod object;
 pub mod scp;
 pub mod sender;
-pub mod sr;
 pub mod study;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::preprocess::DecodeLimits;
-use crate::service::ScreeningService;
+use crate::service::{ScreeningService, ServiceError};
 
 /// Where finished SR documents are pushed by C-STORE.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,36 +95,29 @@ impl Default for DicomConfig {
 
 /// Binds the listener and starts the association thread, the study grader and the SR
 /// sender (the last two on `runtime`). Returns the bound address (port 0 = ephemeral).
-pub fn start(
-    config: &DicomConfig,
-    service: Arc<ScreeningService>,
-    limits: DecodeLimits,
-    runtime: &tokio::runtime::Handle,
-) -> std::io::Result<SocketAddr> {
+pub fn start(config: &DicomConfig, service: Arc<ScreeningService>, runtime: &tokio::runtime::Handle) -> std::io::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind((config.bind.as_str(), config.port))?;
     let addr = listener.local_addr()?;
-    let ingest = study::Ingest { store: service.store.clone(), limits };
-    scp::spawn(listener, scp::Scp::new(config.clone(), ingest))?;
+    scp::spawn(listener, scp::Scp::new(config.clone(), service.clone()))?;
     runtime.spawn(study::run_grader(service.clone(), config.clone()));
     runtime.spawn(sender::run_sender(service, config.clone()));
     Ok(addr)
 }
 
-/// A UID under the `2.25` root (ITU-T X.667: a UUID as one decimal integer) from 16 bytes.
-pub fn uid_from_bytes(bytes: [u8; 16]) -> String {
-    format!("2.25.{}", u128::from_be_bytes(bytes))
-}
-
-/// A deterministic UID derived from a name (sha256, first 16 bytes; version bits set as a
-/// name-based UUID so it is a valid X.667 value).
-pub fn uid_from_name(name: &str) -> String {
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(name.as_bytes());
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&digest[..16]);
-    b[6] = (b[6] & 0x0f) | 0x50;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    uid_from_bytes(b)
+/// Runs `pass` every `period` until the process ends. A failed pass is logged (its error
+/// carries no patient data) and the next one runs as usual: background work is retried,
+/// never abandoned.
+pub(crate) async fn poll_forever<F, Fut>(what: &'static str, period: Duration, mut pass: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), ServiceError>>,
+{
+    loop {
+        tokio::time::sleep(period).await;
+        if let Err(e) = pass().await {
+            tracing::error!(task = what, error = %e, "background pass failed; retrying on the next poll");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -133,12 +125,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn destination_parses_and_uids_are_valid() {
+    fn destination_parses() {
         let d = SrDestination::parse("PACS@127.0.0.1:4242").unwrap();
         assert_eq!((d.ae_title.as_str(), d.host.as_str(), d.port), ("PACS", "127.0.0.1", 4242));
         assert!(SrDestination::parse("nohost").is_err());
-        let uid = uid_from_name("exam-1");
-        assert!(uid.len() <= 64 && uid.starts_with("2.25.") && uid == uid_from_name("exam-1"));
-        assert!(uid[5..].chars().all(|c| c.is_ascii_digit()) && !uid[5..].starts_with('0'));
     }
 }

@@ -18,8 +18,9 @@ use dicom_ul::association::server::{AccessControl, ServerAssociationOptions};
 use dicom_ul::pdu::{AssociationRJServiceUserReason, PDataValue, PDataValueType, Pdu, UserIdentity};
 
 use super::DicomConfig;
-use super::object::{self, IMPLICIT_VR_LE, TRANSFER_SYNTAXES, VERIFICATION};
-use super::study::Ingest;
+use crate::interop::IMPLICIT_VR_LE;
+use crate::interop::object::{self, TRANSFER_SYNTAXES, VERIFICATION};
+use crate::service::ScreeningService;
 
 const C_STORE_RQ: u16 = 0x0001;
 const C_STORE_RSP: u16 = 0x8001;
@@ -53,13 +54,13 @@ impl AccessControl for Access {
 /// What the SCP threads share.
 pub struct Scp {
     pub config: DicomConfig,
-    pub ingest: Ingest,
+    pub service: Arc<ScreeningService>,
     active: AtomicUsize,
 }
 
 impl Scp {
-    pub fn new(config: DicomConfig, ingest: Ingest) -> Arc<Self> {
-        Arc::new(Self { config, ingest, active: AtomicUsize::new(0) })
+    pub fn new(config: DicomConfig, service: Arc<ScreeningService>) -> Arc<Self> {
+        Arc::new(Self { config, service, active: AtomicUsize::new(0) })
     }
 }
 
@@ -131,7 +132,7 @@ fn serve(stream: TcpStream, scp: &Scp) {
         .map(|pc| (pc.id, pc.abstract_syntax.trim_end_matches('\0').to_string(), pc.transfer_syntax.trim_end_matches('\0').to_string()))
         .collect();
     tracing::info!(%peer, calling_ae = %calling, contexts = contexts.len(), "DICOM association established");
-    let max_bytes = scp.ingest.limits.max_bytes.saturating_mul(2);
+    let max_bytes = scp.service.screener.engine.preprocessor().limits.max_bytes.saturating_mul(2);
     let mut command_buf: Vec<u8> = Vec::new();
     let mut pending: Option<Pending> = None;
     loop {
@@ -165,14 +166,19 @@ fn serve(stream: TcpStream, scp: &Scp) {
                         }
                         Err(reason) => {
                             tracing::warn!(%peer, %reason, "protocol error; aborting the association");
-                            let _ = assoc.abort();
+                            if let Err(e) = assoc.abort() {
+                                tracing::debug!(%peer, error = %e, "abort not delivered");
+                            }
                             return;
                         }
                     }
                 }
             }
             Pdu::ReleaseRQ => {
-                let _ = assoc.send(&Pdu::ReleaseRP);
+                if let Err(e) = assoc.send(&Pdu::ReleaseRP) {
+                    // The peer asked to release; if it has already gone, nothing is lost.
+                    tracing::debug!(%peer, error = %e, "release response not delivered");
+                }
                 tracing::info!(%peer, "DICOM association released");
                 return;
             }
@@ -182,7 +188,9 @@ fn serve(stream: TcpStream, scp: &Scp) {
             }
             other => {
                 tracing::warn!(%peer, pdu = %other.short_description(), "unexpected PDU; aborting");
-                let _ = assoc.abort();
+                if let Err(e) = assoc.abort() {
+                    tracing::debug!(%peer, error = %e, "abort not delivered");
+                }
                 return;
             }
         }
@@ -287,7 +295,7 @@ fn store(scp: &Scp, calling: &str, class: &str, instance: &str, data: &[u8], ts:
         return (0x0122, Some(format!("SOP class {class} is not an image class this node grades")));
     }
     let actor = format!("dicom:{calling}");
-    match scp.ingest.dataset(&actor, "c-store", calling, data, ts) {
+    match scp.service.ingest_dataset(&actor, "c-store", calling, data, ts) {
         Ok(done) if done.sop_instance_uid != instance || done.sop_class_uid != class => {
             (0xA900, Some("the data set's SOP class/instance differ from the command's".into()))
         }

@@ -7,30 +7,45 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
 use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
 use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
-use dicom_ul::association::client::ClientAssociationOptions;
+use dicom_ul::association::client::{ClientAssociation, ClientAssociationOptions};
 use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu, PresentationContextResultReason};
 
-use super::object::{EXPLICIT_VR_LE, IMPLICIT_VR_LE, read_part10};
-use super::{DicomConfig, SrDestination, scp, sr};
-use crate::service::ScreeningService;
-use crate::store::{DueOutbox, Store, StoredExam};
+use super::{DicomConfig, SrDestination, poll_forever, scp};
+use crate::interop::sr::COMPREHENSIVE_3D_SR;
+use crate::interop::{EXPLICIT_VR_LE, IMPLICIT_VR_LE};
+use crate::service::{ScreeningService, ServiceError};
+use crate::store::DueOutbox;
 
-/// Builds the SR of a stored exam, copying patient and study attributes from its first
-/// DICOM source instance when it has one.
-pub fn sr_for_exam(store: &Store, exam: &StoredExam) -> Result<dicom_object::FileDicomObject<InMemDicomObject>, String> {
-    let sources = store.exam_sources(&exam.id).map_err(|e| e.to_string())?;
-    let source_study = match sources.first() {
-        Some(s) => {
-            let bytes = store.read_blob(&s.instance_sha256).map_err(|e| e.to_string())?;
-            Some(read_part10(&bytes).map_err(|e| e.to_string())?.0)
-        }
-        None => None,
-    };
-    sr::build(exam, &sources, source_study.as_ref()).map_err(|e| e.to_string())
+/// Why one SR push failed (recorded on the outbox row and retried).
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("the exam no longer exists")]
+    ExamGone,
+    #[error("cannot build the SR: {0}")]
+    Build(#[from] ServiceError),
+    #[error("bad destination: {0}")]
+    Destination(String),
+    #[error("association: {0}")]
+    Association(#[from] dicom_ul::association::Error),
+    #[error("the PACS accepted no presentation context for Comprehensive 3D SR")]
+    NoContext,
+    #[error("the PACS chose an unknown transfer syntax {0}")]
+    TransferSyntax(String),
+    #[error("cannot encode the SR: {0}")]
+    Encode(String),
+    #[error("sending: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("unexpected PDU {0}")]
+    UnexpectedPdu(String),
+    #[error("unreadable C-STORE response")]
+    UnreadableResponse,
+    #[error("the PACS answered status 0x{0:04X}")]
+    Status(u16),
 }
 
 /// The retry delay after `attempts` failures.
@@ -42,87 +57,92 @@ pub fn backoff(config: &DicomConfig, attempts: i64) -> f64 {
 /// Sends due SRs until the process ends.
 pub async fn run_sender(service: Arc<ScreeningService>, config: DicomConfig) {
     let poll = Duration::from_secs_f64(config.sr_retry_initial_secs.clamp(0.2, 2.0));
-    loop {
-        tokio::time::sleep(poll).await;
-        let store = service.store.clone();
-        let due = match tokio::task::spawn_blocking(move || store.due_outbox()).await {
-            Ok(Ok(d)) => d,
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "cannot read the SR outbox");
-                continue;
-            }
-            Err(_) => continue,
-        };
-        for item in due {
+    poll_forever("SR sender", poll, || {
+        let (service, config) = (service.clone(), config.clone());
+        async move {
             let store = service.store.clone();
-            let cfg = config.clone();
-            let _ = tokio::task::spawn_blocking(move || {
-                let outcome = push(&store, &item, &cfg.ae_title);
-                let recorded = match &outcome {
-                    Ok(uid) => {
-                        tracing::info!(exam = %item.exam_id, destination = %item.destination, "SR stored at the PACS");
-                        store.outbox_sent(&item, uid)
-                    }
-                    Err(e) => {
-                        let delay = backoff(&cfg, item.attempts);
-                        tracing::warn!(exam = %item.exam_id, destination = %item.destination, attempt = item.attempts + 1, retry_in_s = delay, error = %e, "SR push failed; queued for retry");
-                        store.outbox_failed(&item, delay, e)
-                    }
-                };
-                if let Err(e) = recorded {
-                    tracing::error!(error = %e, "cannot record an SR push outcome");
-                }
-            })
-            .await;
+            let due = tokio::task::spawn_blocking(move || store.due_outbox()).await??;
+            for item in due {
+                let (service, config) = (service.clone(), config.clone());
+                tokio::task::spawn_blocking(move || send_and_record(&service, &item, &config)).await??;
+            }
+            Ok(())
         }
-    }
+    })
+    .await
 }
 
-fn push(store: &Store, item: &DueOutbox, calling_ae: &str) -> Result<String, String> {
-    let exam = store.get_exam(&item.exam_id).map_err(|e| e.to_string())?.ok_or("the exam no longer exists")?;
-    let file = sr_for_exam(store, &exam)?;
-    let dest = SrDestination::parse(&item.destination)?;
+/// Pushes one SR and records the outcome on its outbox row (blocking).
+fn send_and_record(service: &ScreeningService, item: &DueOutbox, config: &DicomConfig) -> Result<(), ServiceError> {
+    match push(service, item, &config.ae_title) {
+        Ok(uid) => {
+            tracing::info!(exam = %item.exam_id, destination = %item.destination, "SR stored at the PACS");
+            service.store.outbox_sent(item, &uid)?;
+        }
+        Err(e) => {
+            let delay = backoff(config, item.attempts);
+            tracing::warn!(exam = %item.exam_id, destination = %item.destination, attempt = item.attempts + 1, retry_in_s = delay, error = %e, "SR push failed; queued for retry");
+            service.store.outbox_failed(item, delay, &e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+/// Builds the exam's SR and stores it at the destination by C-STORE; returns the SR's
+/// SOP Instance UID.
+fn push(service: &ScreeningService, item: &DueOutbox, calling_ae: &str) -> Result<String, PushError> {
+    let exam = service.store.get_exam(&item.exam_id).map_err(ServiceError::from)?.ok_or(PushError::ExamGone)?;
+    let file = service.exam_sr(&exam)?;
+    let dest = SrDestination::parse(&item.destination).map_err(PushError::Destination)?;
     let mut assoc = ClientAssociationOptions::new()
         .calling_ae_title(calling_ae)
         .called_ae_title(dest.ae_title.as_str())
-        .with_presentation_context(sr::COMPREHENSIVE_3D_SR, vec![EXPLICIT_VR_LE, IMPLICIT_VR_LE])
+        .with_presentation_context(COMPREHENSIVE_3D_SR, vec![EXPLICIT_VR_LE, IMPLICIT_VR_LE])
         .connection_timeout(Duration::from_secs(10))
         .read_timeout(Duration::from_secs(30))
-        .establish(dest.address())
-        .map_err(|e| format!("association: {e}"))?;
+        .establish(dest.address())?;
     let pc = assoc
         .presentation_contexts()
         .iter()
         .find(|pc| pc.reason == PresentationContextResultReason::Acceptance)
         .cloned()
-        .ok_or("the PACS accepted no presentation context for Comprehensive 3D SR")?;
-    let ts = TransferSyntaxRegistry.get(pc.transfer_syntax.trim_end_matches('\0')).ok_or("unknown transfer syntax")?;
+        .ok_or(PushError::NoContext)?;
+    let ts_uid = pc.transfer_syntax.trim_end_matches('\0');
+    let ts = TransferSyntaxRegistry.get(ts_uid).ok_or_else(|| PushError::TransferSyntax(ts_uid.to_string()))?;
     let mut data = Vec::new();
-    file.write_dataset_with_ts(&mut data, ts).map_err(|e| e.to_string())?;
+    file.write_dataset_with_ts(&mut data, ts).map_err(|e| PushError::Encode(e.to_string()))?;
     let sop = file.meta().media_storage_sop_instance_uid().trim_end_matches('\0').to_string();
+    let status = c_store(&mut assoc, pc.id, &sop, &data)?;
+    if let Err(e) = assoc.release() {
+        // The PACS answered; a failed release does not undo the store.
+        tracing::debug!(error = %e, "association release failed after C-STORE");
+    }
+    // Success, or a warning (0xB000, 0xB007, 0xB006): the instance is stored.
+    if status == 0x0000 || (status & 0xF000) == 0xB000 { Ok(sop) } else { Err(PushError::Status(status)) }
+}
+
+/// Sends one C-STORE request (command, then data set) and returns the response status.
+fn c_store(assoc: &mut ClientAssociation<std::net::TcpStream>, pc_id: u8, sop: &str, data: &[u8]) -> Result<u16, PushError> {
     let mut cmd = InMemDicomObject::new_empty();
-    use dicom_core::{DataElement, PrimitiveValue, VR};
-    cmd.put(DataElement::new(tags::AFFECTED_SOP_CLASS_UID, VR::UI, PrimitiveValue::from(sr::COMPREHENSIVE_3D_SR)));
+    cmd.put(DataElement::new(tags::AFFECTED_SOP_CLASS_UID, VR::UI, PrimitiveValue::from(COMPREHENSIVE_3D_SR)));
     cmd.put(DataElement::new(tags::COMMAND_FIELD, VR::US, PrimitiveValue::from(0x0001_u16)));
     cmd.put(DataElement::new(tags::MESSAGE_ID, VR::US, PrimitiveValue::from(1_u16)));
     cmd.put(DataElement::new(tags::PRIORITY, VR::US, PrimitiveValue::from(0_u16)));
     cmd.put(DataElement::new(tags::COMMAND_DATA_SET_TYPE, VR::US, PrimitiveValue::from(0_u16)));
-    cmd.put(DataElement::new(tags::AFFECTED_SOP_INSTANCE_UID, VR::UI, PrimitiveValue::from(sop.as_str())));
+    cmd.put(DataElement::new(tags::AFFECTED_SOP_INSTANCE_UID, VR::UI, PrimitiveValue::from(sop)));
     let command = scp::encode_command(&cmd);
-    assoc
-        .send(&Pdu::PData {
-            data: vec![PDataValue { presentation_context_id: pc.id, value_type: PDataValueType::Command, is_last: true, data: command }],
-        })
-        .map_err(|e| e.to_string())?;
+    assoc.send(&Pdu::PData {
+        data: vec![PDataValue { presentation_context_id: pc_id, value_type: PDataValueType::Command, is_last: true, data: command }],
+    })?;
     {
         use std::io::Write;
-        let mut writer = assoc.send_pdata(pc.id);
-        writer.write_all(&data).map_err(|e| e.to_string())?;
-        writer.finish().map_err(|e| e.to_string())?;
+        let mut writer = assoc.send_pdata(pc_id);
+        writer.write_all(data)?;
+        writer.finish()?;
     }
     let mut response = Vec::new();
-    let status = loop {
-        match assoc.receive().map_err(|e| e.to_string())? {
+    loop {
+        match assoc.receive()? {
             Pdu::PData { data } => {
                 let mut done = false;
                 for pdv in data {
@@ -132,15 +152,12 @@ fn push(store: &Store, item: &DueOutbox, calling_ae: &str) -> Result<String, Str
                     }
                 }
                 if done {
-                    break scp::read_status(&response).ok_or("unreadable C-STORE response")?;
+                    return scp::read_status(&response).ok_or(PushError::UnreadableResponse);
                 }
             }
-            other => return Err(format!("unexpected PDU {}", other.short_description())),
+            other => return Err(PushError::UnexpectedPdu(other.short_description().to_string())),
         }
-    };
-    let _ = assoc.release();
-    // Success, or a warning (0xB000, 0xB007, 0xB006): the instance is stored.
-    if status == 0x0000 || (status & 0xF000) == 0xB000 { Ok(sop) } else { Err(format!("the PACS answered status 0x{status:04X}")) }
+    }
 }
 
 #[cfg(test)]

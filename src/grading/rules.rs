@@ -30,7 +30,7 @@ pub const ICDR_LABELS: [&str; 5] = [
 ];
 
 /// The exam outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ExamOutcome {
     UrgentReferral,

@@ -13,9 +13,9 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
-use crate::dicom::object::{Instance, read_part10};
-use crate::dicom::study::{Ingest, IngestError};
 use crate::grading::Laterality;
+use crate::interop::object::read_part10;
+use crate::service::{IngestError, Ingested, ScreeningService};
 use crate::store::Role;
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
@@ -70,12 +70,10 @@ fn ui(v: &str) -> Value {
     if v.is_empty() { json!({"vr": "UI"}) } else { json!({"vr": "UI", "Value": [v]}) }
 }
 
-/// `POST /dicomweb/studies`: STOW-RS with `multipart/related; type="application/dicom"`.
-pub async fn stow(State(state): State<AppState>, caller: Caller, request: Request) -> Result<Response, ApiError> {
-    let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+/// The multipart boundary of a STOW-RS request, or 415.
+fn stow_boundary(content_type: &str) -> Result<String, ApiError> {
     let media = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-    let part_type = param(&content_type, "type").map(|t| t.to_ascii_lowercase());
-    let boundary = param(&content_type, "boundary");
+    let part_type = param(content_type, "type").map(|t| t.to_ascii_lowercase());
     let unsupported = || {
         ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -86,46 +84,33 @@ pub async fn stow(State(state): State<AppState>, caller: Caller, request: Reques
     if media != "multipart/related" || part_type.as_deref().is_some_and(|t| t != "application/dicom") {
         return Err(unsupported());
     }
-    let boundary = boundary.ok_or_else(unsupported)?;
-    let limit = state.max_body_bytes.saturating_mul(4);
-    let body = axum::body::to_bytes(request.into_body(), limit).await.map_err(|_| {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the request is larger than {limit} bytes"))
-    })?;
-    caller.require(&[Role::Device, Role::Admin])?;
-    let parts = split_multipart(&body, &boundary).map_err(|e| ApiError::bad_request("invalid_multipart", e))?;
-    if parts.is_empty() {
-        return Err(ApiError::bad_request("no_parts", "the request has no parts"));
+    param(content_type, "boundary").ok_or_else(unsupported)
+}
+
+/// A refused STOW-RS part: (SOP class, SOP instance, FailureReason, message).
+type RefusedPart = (String, String, u16, String);
+
+/// Stores one STOW-RS part through the service's DICOM ingest (blocking).
+fn ingest_part(service: &ScreeningService, actor: &str, content_type: &str, bytes: &[u8]) -> Result<Ingested, RefusedPart> {
+    let media = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    if media != "application/dicom" {
+        return Err((String::new(), String::new(), 0xC000_u16, format!("part of type '{content_type}' is not application/dicom")));
     }
-    let ingest = Ingest { store: state.service.store.clone(), limits: state.service.screener.engine.preprocessor().limits };
-    let actor = caller.0.id.clone();
-    let outcomes = tokio::task::spawn_blocking(move || {
-        parts
-            .into_iter()
-            .map(|(ct, bytes)| {
-                let media = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-                if media != "application/dicom" {
-                    return Err((String::new(), String::new(), 0xC000_u16, format!("part of type '{ct}' is not application/dicom")));
-                }
-                ingest.part10(&actor, "stow-rs", &bytes).map_err(|e: IngestError| {
-                    let (class, uid) = read_part10(&bytes)
-                        .ok()
-                        .map(|(o, _)| {
-                            let t = |tag| {
-                                o.get(tag)
-                                    .and_then(|e| e.to_str().ok())
-                                    .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
-                                    .unwrap_or_default()
-                            };
-                            (t(dicom_dictionary_std::tags::SOP_CLASS_UID), t(dicom_dictionary_std::tags::SOP_INSTANCE_UID))
-                        })
-                        .unwrap_or_default();
-                    (class, uid, e.failure_reason(), e.to_string())
-                })
+    service.ingest_part10(actor, "stow-rs", bytes).map_err(|e: IngestError| {
+        // Name the refused instance when its header can be read at all.
+        let (class, uid) = read_part10(bytes)
+            .ok()
+            .map(|(o, _)| {
+                let t = |tag| o.get(tag).and_then(|e| e.to_str().ok()).map(|s| s.trim_end_matches(['\0', ' ']).to_string()).unwrap_or_default();
+                (t(dicom_dictionary_std::tags::SOP_CLASS_UID), t(dicom_dictionary_std::tags::SOP_INSTANCE_UID))
             })
-            .collect::<Vec<_>>()
+            .unwrap_or_default();
+        (class, uid, e.failure_reason(), e.to_string())
     })
-    .await
-    .map_err(internal)?;
+}
+
+/// The PS3.18 response: 200 all stored, 202 some refused, 409 none stored.
+fn stow_response(outcomes: Vec<Result<Ingested, RefusedPart>>) -> Result<Response, ApiError> {
     let mut referenced = Vec::new();
     let mut failed = Vec::new();
     for outcome in outcomes {
@@ -160,26 +145,33 @@ pub async fn stow(State(state): State<AppState>, caller: Caller, request: Reques
     Ok((status, [(header::CONTENT_TYPE, "application/dicom+json")], body).into_response())
 }
 
+/// `POST /dicomweb/studies`: STOW-RS with `multipart/related; type="application/dicom"`.
+pub async fn stow(State(state): State<AppState>, caller: Caller, request: Request) -> Result<Response, ApiError> {
+    let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let boundary = stow_boundary(&content_type)?;
+    let limit = state.max_body_bytes.saturating_mul(4);
+    let body = axum::body::to_bytes(request.into_body(), limit).await.map_err(|_| {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the request is larger than {limit} bytes"))
+    })?;
+    caller.require(&[Role::Device, Role::Admin])?;
+    let parts = split_multipart(&body, &boundary).map_err(|e| ApiError::bad_request("invalid_multipart", e))?;
+    if parts.is_empty() {
+        return Err(ApiError::bad_request("no_parts", "the request has no parts"));
+    }
+    let service = state.service.clone();
+    let actor = caller.0.id.clone();
+    let outcomes = tokio::task::spawn_blocking(move || {
+        parts.into_iter().map(|(ct, bytes)| ingest_part(&service, &actor, &ct, &bytes)).collect::<Vec<_>>()
+    })
+    .await
+    .map_err(internal)?;
+    stow_response(outcomes)
+}
+
 /// `POST /v1/grade` with an `application/dicom` body: the first frame's finding (laterality
 /// from the query, else from the object). Not stored.
 pub async fn grade_dicom(state: &AppState, body: Bytes, laterality: Option<Laterality>) -> Result<Response, ApiError> {
-    let limits = state.service.screener.engine.preprocessor().limits;
-    let instance = tokio::task::spawn_blocking(move || -> Result<Instance, crate::dicom::object::ObjectError> {
-        let (obj, ts) = read_part10(&body)?;
-        Instance::from_object(&obj, &ts, &limits)
-    })
-    .await
-    .map_err(internal)?
-    .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_dicom", e.to_string()))?;
-    let laterality = laterality.filter(|l| *l != Laterality::Unspecified).unwrap_or(instance.laterality);
-    let Some(frame) = instance.frames.into_iter().next() else {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_dicom", "the object has no frames"));
-    };
-    let (finding, scored) = match frame.pixels {
-        Some(pixels) => state.service.grade_pixels(pixels, laterality).await?,
-        None => state.service.grade(frame.blob, laterality).await?,
-    };
-    state.metrics.observe_image(&scored.timings, finding.quality.gradable);
+    let (finding, _) = state.service.grade_dicom(body, laterality).await?;
     Ok(axum::Json(&finding).into_response())
 }
 
@@ -187,14 +179,8 @@ pub async fn grade_dicom(state: &AppState, body: Bytes, laterality: Option<Later
 pub async fn exam_sr(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
     let exam = state.store_call(move |store| store.get_exam(&id)).await?;
     let exam = exam.filter(|e| caller.may_read(&e.submitted_by)).ok_or_else(|| ApiError::not_found("exam"))?;
-    let store = state.service.store.clone();
     let exam_id = exam.id.clone();
-    let bytes = tokio::task::spawn_blocking(move || {
-        crate::dicom::sender::sr_for_exam(&store, &exam).and_then(|f| crate::dicom::sr::to_bytes(&f).map_err(|e| e.to_string()))
-    })
-    .await
-    .map_err(internal)?
-    .map_err(internal)?;
+    let bytes = state.service.exam_sr_bytes(exam).await?;
     let mut response = ([(header::CONTENT_TYPE, "application/dicom")], bytes).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{exam_id}-sr.dcm\"")) {
         response.headers_mut().insert(header::CONTENT_DISPOSITION, v);

@@ -52,6 +52,11 @@ impl From<ServiceError> for ApiError {
                 Self::new(engine_status(inner), inner.code(), e.to_string())
             }
             ServiceError::Invalid(_) => Self::bad_request("invalid_request", e.to_string()),
+            ServiceError::Dicom(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_dicom", e.to_string()),
+            ServiceError::Sr(_) | ServiceError::Render(_) => {
+                tracing::error!(error = %e, "cannot render a stored result");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            }
             ServiceError::Store(_) | ServiceError::Join(_) => {
                 tracing::error!(error = %e, "storage failure");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "storage_error", "the result could not be stored; it was not acknowledged")

@@ -527,64 +527,75 @@ async fn run_infer(state: AppState, headers: HeaderMap, body: Result<Bytes, Byte
             format!("at most {capacity} images per request (the server's queue capacity); split the batch"),
         ));
     }
-    let side = engine.preprocessor().input_size as usize;
-    let mut tensors = Vec::new();
-    match input.name.as_str() {
-        INPUT_TENSOR => {
-            let (n, values) = tensor_input(input, binary, side)?;
-            let selected = select_outputs(&request, false)?;
-            let per_image = values.len() / n;
-            let mut tickets = Vec::with_capacity(n);
-            for (index, chw) in values.chunks_exact(per_image).enumerate() {
-                let ticket = engine.submit_tensor(chw.to_vec()).map_err(|e| image_error(index, e))?;
-                tickets.push(async move {
-                    ticket.await.map_err(|_| image_error(index, EngineError::ShuttingDown))?.map_err(|e| image_error(index, e))
-                });
-            }
-            // Every image was admitted before awaiting, so they share dynamic batches.
-            let results = try_join_all(tickets).await?;
-            let outputs: Vec<ImageOutputs> = results.into_iter().map(|(o, _)| o).collect();
-            for (name, binary) in selected {
-                tensors.push((tensor_outputs(&outputs, name), binary));
-            }
-        }
-        INPUT_BYTES => {
-            let images = bytes_input(input, binary)?;
-            let selected = select_outputs(&request, true)?;
-            let service = &state.service;
-            let graded = try_join_all(images.into_iter().enumerate().map(|(index, bytes)| async move {
-                service.grade(bytes, Laterality::Unspecified).await.map_err(|e| match e {
-                    ServiceError::Engine(inner) => image_error(index, inner),
-                    other => other.into(),
-                })
-            }))
-            .await?;
-            let mut findings = Vec::with_capacity(graded.len());
-            let mut outputs = Vec::with_capacity(graded.len());
-            for (finding, scored) in graded {
-                state.metrics.observe_image(&scored.timings, finding.quality.gradable);
-                findings.push(
-                    serde_json::to_vec(&finding)
-                        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?,
-                );
-                outputs.push(scored.outputs);
-            }
-            let mut findings = Some(findings);
-            for (name, binary) in selected {
-                let tensor = if name == OUT_FINDING {
-                    let values = findings.take().unwrap_or_default();
-                    OutputTensor { name, shape: vec![values.len()], values: Values::Bytes(values) }
-                } else {
-                    tensor_outputs(&outputs, name)
-                };
-                tensors.push((tensor, binary));
-            }
-        }
+    let tensors = match input.name.as_str() {
+        INPUT_TENSOR => infer_tensors(&state, &request, input, binary).await?,
+        INPUT_BYTES => infer_image_bytes(&state, &request, input, binary).await?,
         other => {
             return Err(bad(format!("unknown input '{other}': this model takes '{INPUT_TENSOR}' (FP32) or '{INPUT_BYTES}' (BYTES)")));
         }
-    }
+    };
     encode_response(&state, request.id, tensors)
+}
+
+/// Requested outputs, each with whether it goes in the binary tail.
+type SelectedTensors = Vec<(OutputTensor, bool)>;
+
+/// FP32 `image` tensors: admitted to the engine as prepared input (no preprocessing).
+async fn infer_tensors(state: &AppState, request: &InferRequest, input: &RequestInput, binary: Option<&[u8]>) -> Result<SelectedTensors, ApiError> {
+    let engine = &state.service.screener.engine;
+    let side = engine.preprocessor().input_size as usize;
+    let (n, values) = tensor_input(input, binary, side)?;
+    let selected = select_outputs(request, false)?;
+    let per_image = values.len() / n;
+    let mut tickets = Vec::with_capacity(n);
+    for (index, chw) in values.chunks_exact(per_image).enumerate() {
+        let ticket = engine.submit_tensor(chw.to_vec()).map_err(|e| image_error(index, e))?;
+        tickets.push(async move {
+            ticket.await.map_err(|_| image_error(index, EngineError::ShuttingDown))?.map_err(|e| image_error(index, e))
+        });
+    }
+    // Every image was admitted before awaiting, so they share dynamic batches.
+    let results = try_join_all(tickets).await?;
+    let outputs: Vec<ImageOutputs> = results.into_iter().map(|(o, _)| o).collect();
+    Ok(selected.into_iter().map(|(name, binary)| (tensor_outputs(&outputs, name), binary)).collect())
+}
+
+/// BYTES `image_bytes`: encoded images through the full pipeline; the `finding` output
+/// carries each image's finding as JSON.
+async fn infer_image_bytes(
+    state: &AppState,
+    request: &InferRequest,
+    input: &RequestInput,
+    binary: Option<&[u8]>,
+) -> Result<SelectedTensors, ApiError> {
+    let images = bytes_input(input, binary)?;
+    let selected = select_outputs(request, true)?;
+    let service = &state.service;
+    let graded = try_join_all(images.into_iter().enumerate().map(|(index, bytes)| async move {
+        service.grade(bytes, Laterality::Unspecified).await.map_err(|e| match e {
+            ServiceError::Engine(inner) => image_error(index, inner),
+            other => other.into(),
+        })
+    }))
+    .await?;
+    let mut findings = Vec::with_capacity(graded.len());
+    let mut outputs = Vec::with_capacity(graded.len());
+    for (finding, scored) in graded {
+        findings.push(serde_json::to_vec(&finding).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?);
+        outputs.push(scored.outputs);
+    }
+    let mut findings = Some(findings);
+    let mut tensors = Vec::with_capacity(selected.len());
+    for (name, binary) in selected {
+        let tensor = if name == OUT_FINDING {
+            let values = findings.take().unwrap_or_default();
+            OutputTensor { name, shape: vec![values.len()], values: Values::Bytes(values) }
+        } else {
+            tensor_outputs(&outputs, name)
+        };
+        tensors.push((tensor, binary));
+    }
+    Ok(tensors)
 }
 
 #[cfg(test)]

@@ -1,104 +1,32 @@
-//! Prometheus metrics in the text exposition format: requests by route and status,
-//! queue depth, batch sizes, queue/preprocess/inference/total latency histograms,
-//! exam outcomes and ungradable images. Hand-rolled: a few atomics and maps.
+//! `/metrics`: the service's metrics (recorded in `service::metrics`, whatever edge the
+//! work came through) followed by this edge's own counter of HTTP responses by route and
+//! status, in the Prometheus text exposition format.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 
 use super::AppState;
-use crate::engine::{Engine, Timings};
 
-const LATENCY_BUCKETS_MS: [f64; 14] = [1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0];
-
-struct Histogram {
-    counts: [AtomicU64; LATENCY_BUCKETS_MS.len()],
-    sum_micros: AtomicU64,
-    count: AtomicU64,
-}
-
-impl Histogram {
-    fn new() -> Self {
-        Self { counts: std::array::from_fn(|_| AtomicU64::new(0)), sum_micros: AtomicU64::new(0), count: AtomicU64::new(0) }
-    }
-
-    fn observe(&self, ms: f64) {
-        for (bound, count) in LATENCY_BUCKETS_MS.iter().zip(&self.counts) {
-            if ms <= *bound {
-                count.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.sum_micros.fetch_add((ms * 1000.0) as u64, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        for (bound, count) in LATENCY_BUCKETS_MS.iter().zip(&self.counts) {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {}", bound / 1000.0, count.load(Ordering::Relaxed));
-        }
-        let n = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {n}");
-        let _ = writeln!(out, "{name}_sum {}", self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6);
-        let _ = writeln!(out, "{name}_count {n}");
-    }
-}
-
-/// Service-wide metrics.
-pub struct Metrics {
+/// HTTP responses by matched route and status.
+#[derive(Default)]
+pub struct HttpMetrics {
     requests: Mutex<BTreeMap<(String, u16), u64>>,
-    outcomes: Mutex<BTreeMap<String, u64>>,
-    ungradable_images: AtomicU64,
-    queue: Histogram,
-    preprocess: Histogram,
-    inference: Histogram,
-    total: Histogram,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self {
-            requests: Mutex::default(),
-            outcomes: Mutex::default(),
-            ungradable_images: AtomicU64::new(0),
-            queue: Histogram::new(),
-            preprocess: Histogram::new(),
-            inference: Histogram::new(),
-            total: Histogram::new(),
-        }
-    }
-}
-
-impl Metrics {
-    pub fn observe_image(&self, t: &Timings, gradable: bool) {
-        self.queue.observe(t.queue);
-        self.preprocess.observe(t.preprocess);
-        self.inference.observe(t.inference);
-        self.total.observe(t.total);
-        if !gradable {
-            self.ungradable_images.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    pub fn observe_outcome(&self, outcome: &str) {
-        if let Ok(mut m) = self.outcomes.lock() {
-            *m.entry(outcome.to_string()).or_default() += 1;
-        }
-    }
-
+impl HttpMetrics {
     fn observe_request(&self, route: String, status: u16) {
         if let Ok(mut m) = self.requests.lock() {
             *m.entry((route, status)).or_default() += 1;
         }
     }
 
-    /// The exposition text.
-    pub fn render(&self, engine: &Engine) -> String {
+    /// The request counters, then the service's metrics.
+    pub fn render(&self, service: &crate::service::ScreeningService) -> String {
         let mut out = String::new();
         out.push_str(
             "# HELP drscreen_http_requests_total HTTP requests by route and status.\n# TYPE drscreen_http_requests_total counter\n",
@@ -108,44 +36,7 @@ impl Metrics {
                 let _ = writeln!(out, "drscreen_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
             }
         }
-        let stats = engine.stats();
-        let _ = writeln!(
-            out,
-            "# HELP drscreen_queue_depth Images admitted and not yet answered.\n# TYPE drscreen_queue_depth gauge\ndrscreen_queue_depth {}",
-            engine.in_flight()
-        );
-        let _ = writeln!(
-            out,
-            "# HELP drscreen_rejected_total Requests refused because the queue was full.\n# TYPE drscreen_rejected_total counter\ndrscreen_rejected_total {}",
-            stats.rejected.load(Ordering::Relaxed)
-        );
-        out.push_str("# HELP drscreen_batch_size Images per inference batch.\n# TYPE drscreen_batch_size histogram\n");
-        let (mut cumulative, mut sum) = (0u64, 0u64);
-        for (size, count) in stats.batch_size_counts.iter().enumerate().skip(1) {
-            let c = count.load(Ordering::Relaxed);
-            cumulative += c;
-            sum += c * size as u64;
-            let _ = writeln!(out, "drscreen_batch_size_bucket{{le=\"{size}\"}} {cumulative}");
-        }
-        let _ = writeln!(
-            out,
-            "drscreen_batch_size_bucket{{le=\"+Inf\"}} {cumulative}\ndrscreen_batch_size_sum {sum}\ndrscreen_batch_size_count {cumulative}"
-        );
-        self.queue.render(&mut out, "drscreen_queue_seconds", "Time waiting for a worker and a batch.");
-        self.preprocess.render(&mut out, "drscreen_preprocess_seconds", "Decode, crop, resize and quality measures.");
-        self.inference.render(&mut out, "drscreen_inference_seconds", "Model run of the image's batch.");
-        self.total.render(&mut out, "drscreen_total_seconds", "Admission to answer.");
-        out.push_str("# HELP drscreen_exam_outcomes_total Stored exams by outcome.\n# TYPE drscreen_exam_outcomes_total counter\n");
-        if let Ok(m) = self.outcomes.lock() {
-            for (outcome, n) in m.iter() {
-                let _ = writeln!(out, "drscreen_exam_outcomes_total{{outcome=\"{outcome}\"}} {n}");
-            }
-        }
-        let _ = writeln!(
-            out,
-            "# HELP drscreen_ungradable_images_total Images judged ungradable.\n# TYPE drscreen_ungradable_images_total counter\ndrscreen_ungradable_images_total {}",
-            self.ungradable_images.load(Ordering::Relaxed)
-        );
+        out.push_str(&service.metrics.render(&service.screener.engine));
         out
     }
 }

@@ -1,7 +1,14 @@
-//! The HTTP edge (axum): REST v1, health/readiness, metrics, model info and the OpenAPI
-//! document. Handlers translate HTTP into `service` calls and results back into JSON;
-//! they hold no clinical logic. `serve` binds only after the engine is warm and shuts
-//! down gracefully: stop accepting, finish what was admitted, close the store.
+//! The HTTP edge (axum). Handlers translate HTTP into `service` calls and results back
+//! into the protocol; they hold no clinical logic and never call the DICOM edge.
+//! `serve` binds only after the engine is warm and shuts down gracefully: stop accepting,
+//! finish what was admitted, close the store.
+//!
+//! - `v1`: grade one image, submit and read exams, originals and heatmaps.
+//! - `reviews`: the review, audit and agreement JSON API; `pages`: the review pages.
+//! - `kserve`: KServe v2 / Open Inference Protocol under `/v2`.
+//! - `dicomweb`: STOW-RS, DICOM grading over `/v1/grade`, an exam's SR; `fhir`: its FHIR report.
+//! - `auth` (keys and roles), `error` (the JSON error shape, rejections mapped once),
+//!   `metrics` (`/metrics`), `openapi` (`/openapi.json`, `/docs`).
 
 pub mod auth;
 pub mod dicomweb;
@@ -26,13 +33,13 @@ use axum::routing::{get, post};
 
 use crate::service::ScreeningService;
 use auth::Caller;
-use metrics::Metrics;
+use metrics::HttpMetrics;
 
 /// Shared handler state.
 #[derive(Clone)]
 pub struct AppState {
     pub service: Arc<ScreeningService>,
-    pub metrics: Arc<Metrics>,
+    pub metrics: Arc<HttpMetrics>,
     pub max_body_bytes: usize,
     pub review: crate::config::ReviewConfig,
 }
@@ -112,7 +119,7 @@ async fn info(State(state): State<AppState>, _caller: Caller) -> Response {
 }
 
 async fn metrics_text(State(state): State<AppState>, _caller: Caller) -> Response {
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(&state.service.screener.engine))
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(&state.service))
         .into_response()
 }
 

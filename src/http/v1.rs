@@ -89,7 +89,6 @@ pub async fn grade(
         return super::dicomweb::grade_dicom(&state, body, q.laterality.is_some().then_some(laterality)).await;
     }
     let (finding, scored) = state.service.grade(body, laterality).await?;
-    state.metrics.observe_image(&scored.timings, finding.quality.gradable);
     let mut response = Json(&finding).into_response();
     timing_headers(response.headers_mut(), &scored.timings);
     Ok(response)
@@ -132,11 +131,6 @@ pub async fn create_exam(
         return Err(ApiError::bad_request("no_images", "send at least one image part named left or right"));
     }
     let (stored, result) = state.service.submit_exam(&caller.0.id, images, metadata).await?;
-    for image in &result.images {
-        state.metrics.observe_image(&image.timings_ms, image.quality.gradable);
-    }
-    state.metrics.observe_outcome(result.outcome.as_str());
-    tracing::info!(exam = %stored.id, outcome = result.outcome.as_str(), images = result.images.len(), "exam stored");
     let mut response = (StatusCode::CREATED, Json(&stored)).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("/v1/exams/{}", stored.id)) {
         response.headers_mut().insert(header::LOCATION, v);
@@ -174,13 +168,15 @@ pub struct ListQuery {
 
 /// `GET /v1/exams?outcome=&reviewed=&since=&limit=&offset=`.
 pub async fn list_exams(State(state): State<AppState>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Response, ApiError> {
-    if let Some(o) = &q.outcome
-        && crate::grading::ExamOutcome::parse(o).is_none()
-    {
-        return Err(ApiError::bad_request("invalid_outcome", format!("unknown outcome '{o}'")));
-    }
+    let outcome = match q.outcome.as_deref() {
+        None => None,
+        Some(o) => Some(
+            crate::grading::ExamOutcome::parse(o)
+                .ok_or_else(|| ApiError::bad_request("invalid_outcome", format!("unknown outcome '{o}'")))?,
+        ),
+    };
     let filter = ExamFilter {
-        outcome: q.outcome,
+        outcome,
         reviewed: q.reviewed,
         since: q.since,
         submitted_by: (caller.0.role == Role::Device).then(|| caller.0.id.clone()),

@@ -1,8 +1,8 @@
 //! Reports built from results: validation metrics (`metrics`), the acceptance-test
-//! report with its plots (`validation`), the FHIR R4 exam report (`fhir`).
+//! report with its plots (`validation`), model-vs-clinician agreement (`agreement`)
+//! and the heatmap overlay (`heatmap`). Pure computation over results: no store, no edge.
 
 pub mod agreement;
-pub mod fhir;
 pub mod heatmap;
 pub mod metrics;
 pub mod plots;

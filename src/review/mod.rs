@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::grading::rules::{OUTCOME_TABLE, exam_outcome};
+use crate::grading::rules::{ExamOutcome, OUTCOME_TABLE, exam_outcome};
 use crate::grading::{EyeResult, Laterality};
 
 /// Longest note or amendment reason accepted, in characters.
@@ -69,9 +69,9 @@ pub struct Review {
     pub amends: Option<u32>,
     pub amendment_reason: Option<String>,
     pub eyes: BTreeMap<String, EyeReview>,
-    pub outcome: String,
+    pub outcome: ExamOutcome,
     /// What the outcome table gives for the clinician's own grades (for comparison).
-    pub outcome_by_rule: String,
+    pub outcome_by_rule: ExamOutcome,
     pub note: String,
 }
 
@@ -118,14 +118,16 @@ impl Plan {
     }
 }
 
-/// Checks a submission against the exam's eyes.
-pub fn validate(input: &ReviewInput, exam_eyes: &[Laterality]) -> Result<(), ReviewError> {
-    if crate::grading::rules::ExamOutcome::parse(&input.outcome).is_none() {
+/// Checks a submission against the exam's eyes; returns its final outcome.
+pub fn validate(input: &ReviewInput, exam_eyes: &[Laterality]) -> Result<ExamOutcome, ReviewError> {
+    // The outcome arrives as text so that an unknown value gets this module's error code,
+    // not a deserialiser message.
+    let Some(outcome) = ExamOutcome::parse(&input.outcome) else {
         return Err(ReviewError::invalid(
             "invalid_outcome",
             format!("unknown outcome '{}' (use urgent_referral, referral, rescreen or ungradable)", input.outcome),
         ));
-    }
+    };
     for (eye, reading) in &input.eyes {
         let Some(lat) = Laterality::parse(eye).filter(|l| l.as_str() == eye) else {
             return Err(ReviewError::invalid("invalid_laterality", format!("unknown eye '{eye}' (use right, left or unspecified)")));
@@ -157,7 +159,7 @@ pub fn validate(input: &ReviewInput, exam_eyes: &[Laterality]) -> Result<(), Rev
     if input.amendment_reason.as_ref().is_some_and(|r| r.chars().count() > MAX_NOTE_CHARS) {
         return Err(ReviewError::invalid("note_too_long", format!("the amendment reason is limited to {MAX_NOTE_CHARS} characters")));
     }
-    Ok(())
+    Ok(outcome)
 }
 
 /// Decides how a valid submission changes the review given its latest version.
@@ -182,7 +184,7 @@ pub fn plan(latest: Option<&Review>, input: &ReviewInput) -> Result<Plan, Review
 }
 
 /// The outcome the exam outcome table gives for the clinician's readings.
-pub fn outcome_by_rule(eyes: &BTreeMap<String, EyeReview>) -> &'static str {
+pub fn outcome_by_rule(eyes: &BTreeMap<String, EyeReview>) -> ExamOutcome {
     let results: Vec<EyeResult> = eyes
         .iter()
         .map(|(eye, r)| EyeResult {
@@ -193,12 +195,12 @@ pub fn outcome_by_rule(eyes: &BTreeMap<String, EyeReview>) -> &'static str {
             images: vec![],
         })
         .collect();
-    exam_outcome(&results).0.as_str()
+    exam_outcome(&results).0
 }
 
 /// The condition and explanation of the outcome table row for `outcome`, in words.
-pub fn outcome_rule_in_words(outcome: &str) -> Option<(&'static str, &'static str)> {
-    OUTCOME_TABLE.iter().find(|(_, o, _)| o.as_str() == outcome).map(|(cond, _, why)| (*cond, *why))
+pub fn outcome_rule_in_words(outcome: ExamOutcome) -> Option<(&'static str, &'static str)> {
+    OUTCOME_TABLE.iter().find(|(_, o, _)| *o == outcome).map(|(cond, _, why)| (*cond, *why))
 }
 
 /// Whether a `rescreen` exam falls in the quality-assurance sample. The choice is a
@@ -234,8 +236,8 @@ mod tests {
             amends: None,
             amendment_reason: None,
             eyes: BTreeMap::new(),
-            outcome: "referral".into(),
-            outcome_by_rule: "referral".into(),
+            outcome: ExamOutcome::Referral,
+            outcome_by_rule: ExamOutcome::Referral,
             note: String::new(),
         }
     }
@@ -292,13 +294,13 @@ mod tests {
 
     #[test]
     fn outcome_by_rule_uses_the_outcome_table() {
-        assert_eq!(outcome_by_rule(&input(false).eyes), "referral");
+        assert_eq!(outcome_by_rule(&input(false).eyes), ExamOutcome::Referral);
         let mut eyes = BTreeMap::new();
         eyes.insert("right".to_string(), EyeReview { grade: Some(4), dme: Some(false) });
         eyes.insert("left".to_string(), EyeReview { grade: None, dme: None });
-        assert_eq!(outcome_by_rule(&eyes), "urgent_referral");
+        assert_eq!(outcome_by_rule(&eyes), ExamOutcome::UrgentReferral);
         eyes.insert("right".to_string(), EyeReview { grade: Some(1), dme: Some(false) });
-        assert_eq!(outcome_by_rule(&eyes), "ungradable");
+        assert_eq!(outcome_by_rule(&eyes), ExamOutcome::Ungradable);
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub struct StudyFrame {
     pub media_type: String,
     pub laterality: String,
     pub instance_sha256: String,
+    /// How its instance arrived: "c-store" or "stow-rs".
+    pub received_via: String,
 }
 
 /// The source instance behind one image of an exam.
@@ -192,7 +194,7 @@ impl Store {
     pub fn study_frames(&self, study_uid: &str, upto_seq: i64) -> Result<Vec<StudyFrame>, StoreError> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(
-            "SELECT i.sop_instance_uid, f.frame, f.sha256, f.media_type, i.laterality, i.sha256
+            "SELECT i.sop_instance_uid, f.frame, f.sha256, f.media_type, i.laterality, i.sha256, i.received_via
              FROM dicom_instances i JOIN dicom_frames f ON f.sop_instance_uid = i.sop_instance_uid
              WHERE i.study_uid = ?1 AND i.seq <= ?2 ORDER BY i.seq, f.frame",
         )?;
@@ -204,6 +206,7 @@ impl Store {
                 media_type: r.get(3)?,
                 laterality: r.get(4)?,
                 instance_sha256: r.get(5)?,
+                received_via: r.get(6)?,
             })
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)

@@ -23,6 +23,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
+use crate::grading::{ExamOutcome, ExamResult, ImageFinding, Laterality};
+
 /// Storage failures.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -35,6 +37,10 @@ pub enum StoreError {
     #[error("the database lock was poisoned by a crashed thread")]
     Poisoned,
 }
+
+/// Extra writes an edge commits in the same transaction as the exam (the DICOM study
+/// grader links the exam to its study and source instances); gets the new exam id.
+pub type CommitHook = Box<dyn FnOnce(&rusqlite::Transaction<'_>, &str) -> Result<(), StoreError> + Send>;
 
 /// API key roles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -74,9 +80,9 @@ pub struct KeyIdentity {
 pub struct NewImage {
     pub bytes_sha256: String,
     pub media_type: String,
-    pub laterality: String,
+    pub laterality: Laterality,
     pub view: Option<String>,
-    pub finding: serde_json::Value,
+    pub finding: ImageFinding,
     pub cam: Vec<f32>,
     pub cam_shape: (usize, usize),
 }
@@ -84,14 +90,15 @@ pub struct NewImage {
 /// An exam to be stored.
 #[derive(Debug, Clone)]
 pub struct NewExam {
+    /// Chosen by the caller ([`random_hex`]`(16)`) so that logs can name the exam while
+    /// it is being graded.
+    pub id: String,
     pub submitted_by: String,
     pub external_exam_ref: Option<String>,
     pub patient_ref: Option<String>,
-    pub outcome: String,
-    pub flagged: bool,
-    pub model_sha256: String,
-    /// The exam result without images' bulky fields; images are stored separately.
-    pub result: serde_json::Value,
+    /// The graded result; its outcome, flag and model are also stored as columns so
+    /// the worklist and filters can use them without reading the JSON.
+    pub result: ExamResult,
     pub images: Vec<NewImage>,
 }
 
@@ -103,11 +110,11 @@ pub struct StoredExam {
     pub submitted_by: String,
     pub external_exam_ref: Option<String>,
     pub patient_ref: Option<String>,
-    pub outcome: String,
+    pub outcome: ExamOutcome,
     pub flagged: bool,
     pub reviewed: bool,
     pub image_ids: Vec<String>,
-    pub result: serde_json::Value,
+    pub result: ExamResult,
 }
 
 /// Appends one event to the append-only audit log, inside the caller's transaction
@@ -128,8 +135,29 @@ pub(crate) fn append_audit(
     Ok(())
 }
 
-/// One stored image of an exam: (image id, laterality, view, finding JSON).
-pub type ExamImageRow = (String, String, Option<String>, serde_json::Value);
+/// One stored image of an exam, as the review pages show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExamImage {
+    pub id: String,
+    pub laterality: Laterality,
+    pub view: Option<String>,
+    pub finding: ImageFinding,
+}
+
+/// Reads a JSON column into its type; a row that does not parse is corrupt data.
+fn parse_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// Writes a value into a JSON column.
+fn to_json<T: Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("cannot serialise: {e}")))
+}
+
+/// Reads the `outcome` column.
+fn parse_outcome(text: &str) -> Result<ExamOutcome, StoreError> {
+    ExamOutcome::parse(text).ok_or_else(|| StoreError::Corrupt(format!("unknown outcome '{text}'")))
+}
 
 /// A stored image.
 #[derive(Debug, Clone)]
@@ -146,7 +174,7 @@ pub struct StoredImage {
 /// Filters for listing exams.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ExamFilter {
-    pub outcome: Option<String>,
+    pub outcome: Option<ExamOutcome>,
     pub reviewed: Option<bool>,
     /// RFC 3339 timestamp; exams created at or after it.
     pub since: Option<String>,
@@ -171,7 +199,7 @@ pub struct AuditQuery {
 /// Filters for the review worklist.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct WorklistFilter {
-    pub outcome: Option<String>,
+    pub outcome: Option<ExamOutcome>,
     pub reviewed: Option<bool>,
     /// RFC 3339 or a date; exams created at or after it.
     pub from: Option<String>,
@@ -268,9 +296,11 @@ impl Store {
 
     /// [`Store::insert_exam`], running `hook` (given the new exam id) inside the same
     /// transaction so an edge's links commit with the exam or not at all.
-    pub fn insert_exam_with(&self, exam: &NewExam, hook: Option<crate::service::CommitHook>) -> Result<StoredExam, StoreError> {
-        let id = random_hex(16)?;
+    pub fn insert_exam_with(&self, exam: &NewExam, hook: Option<CommitHook>) -> Result<StoredExam, StoreError> {
+        let id = exam.id.clone();
         let created_at = now_rfc3339();
+        let result = &exam.result;
+        let result_json = to_json(result)?;
         let mut conn = self.conn()?;
         let tx = conn.transaction()?;
         tx.execute(
@@ -282,10 +312,10 @@ impl Store {
                 exam.submitted_by,
                 exam.external_exam_ref,
                 exam.patient_ref,
-                exam.outcome,
-                exam.flagged,
-                exam.model_sha256,
-                exam.result.to_string()
+                result.outcome.as_str(),
+                result.flagged,
+                result.model.sha256,
+                result_json
             ],
         )?;
         let mut image_ids = Vec::with_capacity(exam.images.len());
@@ -299,11 +329,11 @@ impl Store {
                     image_id,
                     id,
                     idx as i64,
-                    image.laterality,
+                    image.laterality.as_str(),
                     image.view,
                     image.bytes_sha256,
                     image.media_type,
-                    image.finding.to_string(),
+                    to_json(&image.finding)?,
                     cam,
                     image.cam_shape.0 as i64,
                     image.cam_shape.1 as i64
@@ -311,7 +341,7 @@ impl Store {
             )?;
             image_ids.push(image_id);
         }
-        let detail = format!("{} images, outcome {}", exam.images.len(), exam.outcome);
+        let detail = format!("{} images, outcome {}", exam.images.len(), result.outcome.as_str());
         append_audit(&tx, &created_at, &exam.submitted_by, "exam.create", Some(&id), Some(&detail))?;
         if let Some(hook) = hook {
             hook(&tx, &id)?;
@@ -323,11 +353,11 @@ impl Store {
             submitted_by: exam.submitted_by.clone(),
             external_exam_ref: exam.external_exam_ref.clone(),
             patient_ref: exam.patient_ref.clone(),
-            outcome: exam.outcome.clone(),
-            flagged: exam.flagged,
+            outcome: result.outcome,
+            flagged: result.flagged,
             reviewed: false,
             image_ids,
-            result: exam.result.clone(),
+            result: result.clone(),
         })
     }
 
@@ -342,11 +372,11 @@ impl Store {
             submitted_by: row.get(2)?,
             external_exam_ref: row.get(3)?,
             patient_ref: row.get(4)?,
-            outcome: row.get(5)?,
+            outcome: parse_outcome(&row.get::<_, String>(5)?)?,
             flagged: row.get(6)?,
             reviewed: row.get(7)?,
             image_ids,
-            result: serde_json::from_str(&result_json).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            result: parse_json("exam result", &result_json)?,
         })
     }
 
@@ -368,9 +398,9 @@ impl Store {
         let conn = self.conn()?;
         let mut sql = format!("SELECT {} FROM exams WHERE 1=1", Self::EXAM_COLUMNS);
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
-        if let Some(o) = &filter.outcome {
+        if let Some(o) = filter.outcome {
             sql.push_str(" AND outcome = ?");
-            args.push(o.clone().into());
+            args.push(o.as_str().to_string().into());
         }
         if let Some(r) = filter.reviewed {
             sql.push_str(" AND reviewed = ?");
@@ -476,9 +506,9 @@ impl Store {
     pub fn worklist_candidates(&self, f: &WorklistFilter) -> Result<Vec<StoredExam>, StoreError> {
         let mut sql = format!("SELECT {} FROM exams WHERE (flagged = 1 OR outcome = 'rescreen')", Self::EXAM_COLUMNS);
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
-        if let Some(o) = &f.outcome {
+        if let Some(o) = f.outcome {
             sql.push_str(" AND outcome = ?");
-            args.push(o.clone().into());
+            args.push(o.as_str().to_string().into());
         }
         if let Some(r) = f.reviewed {
             sql.push_str(" AND reviewed = ?");
@@ -501,16 +531,17 @@ impl Store {
     }
 
     /// An exam's images in upload order.
-    pub fn exam_images(&self, exam_id: &str) -> Result<Vec<ExamImageRow>, StoreError> {
+    pub fn exam_images(&self, exam_id: &str) -> Result<Vec<ExamImage>, StoreError> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached("SELECT id, laterality, view, finding_json FROM images WHERE exam_id = ?1 ORDER BY idx")?;
         let rows =
             stmt.query_map([exam_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?, r.get::<_, String>(3)?)))?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, lat, view, finding) = row?;
-            let finding = serde_json::from_str(&finding).map_err(|e| StoreError::Corrupt(format!("image finding: {e}")))?;
-            out.push((id, lat, view, finding));
+            let (id, laterality, view, finding) = row?;
+            let laterality =
+                Laterality::parse(&laterality).ok_or_else(|| StoreError::Corrupt(format!("unknown laterality '{laterality}'")))?;
+            out.push(ExamImage { id, laterality, view, finding: parse_json("image finding", &finding)? });
         }
         Ok(out)
     }

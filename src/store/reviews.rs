@@ -7,7 +7,7 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::{Store, StoreError, append_audit, now_rfc3339};
-use crate::grading::Laterality;
+use crate::grading::{ExamOutcome, ExamResult};
 use crate::report::agreement::{EyePair, iso_week};
 use crate::review::{self, Plan, Review, ReviewError, ReviewInput, ReviewState};
 
@@ -31,8 +31,8 @@ impl From<rusqlite::Error> for ReviewSaveError {
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Body {
     eyes: std::collections::BTreeMap<String, review::EyeReview>,
-    outcome: String,
-    outcome_by_rule: String,
+    outcome: ExamOutcome,
+    outcome_by_rule: ExamOutcome,
     note: String,
 }
 
@@ -62,13 +62,6 @@ fn review_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Review, S
     }))
 }
 
-fn exam_lateralities(result: &serde_json::Value) -> Vec<Laterality> {
-    result["eyes"]
-        .as_array()
-        .map(|eyes| eyes.iter().filter_map(|e| e["laterality"].as_str().and_then(Laterality::parse)).collect())
-        .unwrap_or_default()
-}
-
 impl Store {
     /// Every version of an exam's review, oldest first.
     pub fn reviews(&self, exam_id: &str) -> Result<Vec<Review>, StoreError> {
@@ -91,8 +84,9 @@ impl Store {
         let Some(result_json) = result_json else {
             return Err(ReviewSaveError::ExamNotFound);
         };
-        let result: serde_json::Value = serde_json::from_str(&result_json).map_err(|e| StoreError::Corrupt(format!("exam result: {e}")))?;
-        review::validate(input, &exam_lateralities(&result))?;
+        let result: ExamResult = super::parse_json("exam result", &result_json)?;
+        let eyes: Vec<_> = result.eyes.iter().map(|e| e.laterality).collect();
+        let outcome = review::validate(input, &eyes)?;
         let latest = tx
             .query_row(&format!("SELECT {REVIEW_COLUMNS} FROM reviews WHERE exam_id = ?1 ORDER BY version DESC LIMIT 1"), [exam_id], |r| {
                 review_from_row(r)
@@ -103,11 +97,11 @@ impl Store {
         let now = now_rfc3339();
         let body = Body {
             eyes: input.eyes.clone(),
-            outcome: input.outcome.clone(),
-            outcome_by_rule: review::outcome_by_rule(&input.eyes).to_string(),
+            outcome,
+            outcome_by_rule: review::outcome_by_rule(&input.eyes),
             note: input.note.clone(),
         };
-        let body_json = serde_json::to_string(&body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let body_json = super::to_json(&body)?;
         let signed_at = input.sign.then(|| now.clone());
         let (action, amends) = match plan {
             Plan::Insert { version, amends } => {
@@ -130,7 +124,7 @@ impl Store {
             }
         };
         let version = plan.version();
-        let detail = format!("version {version}, outcome {}", input.outcome);
+        let detail = format!("version {version}, outcome {}", outcome.as_str());
         append_audit(&tx, &now, reviewer, action, Some(exam_id), Some(&detail))?;
         if input.sign {
             tx.execute("UPDATE exams SET reviewed = 1 WHERE id = ?1", [exam_id])?;
@@ -164,16 +158,14 @@ impl Store {
             let (review, result_json) = row?;
             let review = review?;
             reviews += 1;
-            let result: serde_json::Value =
-                serde_json::from_str(&result_json).map_err(|e| StoreError::Corrupt(format!("exam result: {e}")))?;
+            let result: ExamResult = super::parse_json("exam result", &result_json)?;
             let week = review.signed_at.as_deref().and_then(iso_week).unwrap_or_default();
-            for eye in result["eyes"].as_array().into_iter().flatten() {
-                let Some(lat) = eye["laterality"].as_str() else { continue };
-                let Some(reading) = review.eyes.get(lat) else { continue };
+            for eye in &result.eyes {
+                let Some(reading) = review.eyes.get(eye.laterality.as_str()) else { continue };
                 pairs.push(EyePair {
                     week: week.clone(),
-                    model_grade: eye["grade"].as_u64().and_then(|g| u8::try_from(g).ok()),
-                    model_dme: eye["dme"].as_bool(),
+                    model_grade: eye.grade,
+                    model_dme: eye.dme,
                     clinician_grade: reading.grade,
                     clinician_dme: reading.dme,
                 });

@@ -17,13 +17,13 @@ use super::html::{csrf_field, esc, grade_text, num3, outcome_badge, outcome_labe
 use super::{ReviewSession, error_page};
 use crate::http::AppState;
 use crate::http::reviews::save_review;
+use crate::grading::{ExamOutcome, EyeResult, ImageFinding, Laterality};
 use crate::review::{EyeReview, Review, ReviewInput, ReviewState, outcome_rule_in_words};
-use crate::store::{Role, StoredExam};
+use crate::store::{ExamImage, Role, StoredExam};
 
-const EYE_ORDER: [(&str, &str); 3] = [("right", "Right eye (OD)"), ("left", "Left eye (OS)"), ("unspecified", "Eye not stated")];
-const OUTCOMES: [&str; 4] = ["urgent_referral", "referral", "rescreen", "ungradable"];
-
-use crate::store::ExamImageRow as ImageRow;
+const EYE_ORDER: [(Laterality, &str); 3] =
+    [(Laterality::Right, "Right eye (OD)"), (Laterality::Left, "Left eye (OS)"), (Laterality::Unspecified, "Eye not stated")];
+const OUTCOMES: [ExamOutcome; 4] = [ExamOutcome::UrgentReferral, ExamOutcome::Referral, ExamOutcome::Rescreen, ExamOutcome::Ungradable];
 
 #[derive(Deserialize, Default)]
 pub struct Flash {
@@ -76,7 +76,7 @@ async fn render(
 fn case_body(
     user: &ReviewSession,
     exam: &StoredExam,
-    images: &[ImageRow],
+    images: &[ExamImage],
     reviews: &[Review],
     banner: Option<(&str, String)>,
     form_values: Option<&ReviewInput>,
@@ -86,36 +86,37 @@ fn case_body(
     if let Some((cls, msg)) = banner {
         let _ = write!(b, r#"<p class="banner {cls}" id="banner">{}</p>"#, esc(&msg));
     }
-    let model = &r["model"];
+    let model = &r.model;
     let _ = write!(
         b,
         r#"<h1>Exam {ext} {badge}</h1>
 <dl class="meta"><dt>Received</dt><dd>{at}</dd><dt>Patient</dt><dd>{patient}</dd><dt>Exam id</dt><dd><code>{id}</code></dd>
 <dt>Model</dt><dd>{mname} {mver} <code title="sha256">{msha}</code></dd><dt>Review</dt><dd>{state}</dd></dl>"#,
         ext = esc(exam.external_exam_ref.as_deref().unwrap_or("")),
-        badge = outcome_badge(&exam.outcome),
+        badge = outcome_badge(exam.outcome),
         at = esc(&exam.created_at),
         patient = esc(exam.patient_ref.as_deref().unwrap_or("–")),
         id = esc(&exam.id),
-        mname = esc(model["name"].as_str().unwrap_or("?")),
-        mver = esc(model["version"].as_str().unwrap_or("?")),
-        msha = esc(model["sha256"].as_str().map(|s| &s[..s.len().min(16)]).unwrap_or("?")),
+        mname = esc(&model.name),
+        mver = esc(&model.version),
+        msha = esc(model.sha256.get(..16).unwrap_or(&model.sha256)),
         state = if exam.reviewed { "signed" } else { "not signed" },
     );
-    let (condition, why) = outcome_rule_in_words(&exam.outcome).unwrap_or(("", ""));
+    let (condition, why) = outcome_rule_in_words(exam.outcome).unwrap_or(("", ""));
     let _ = write!(
         b,
         r#"<section class="rule"><h2>Model outcome: {label}</h2><p>Rule applied: <b>{cond}</b> → {label}: {why}.</p>{recall}</section>"#,
-        label = outcome_label(&exam.outcome),
+        label = outcome_label(exam.outcome),
         cond = esc(condition),
         why = esc(why),
-        recall = r["recall_months"].as_u64().map(|m| format!("<p>Recall in {m} months.</p>")).unwrap_or_default(),
+        recall = r.recall_months.map(|m| format!("<p>Recall in {m} months.</p>")).unwrap_or_default(),
     );
     b.push_str(r#"<input type="checkbox" id="heatmap-toggle" class="toggle"><label for="heatmap-toggle" class="toggle-label">Show model heatmap (<kbd>h</kbd>)</label><div class="eyes">"#);
-    let eyes = r["eyes"].as_array().cloned().unwrap_or_default();
-    for (lat, title) in EYE_ORDER {
-        let Some(eye) = eyes.iter().find(|e| e["laterality"] == lat) else { continue };
-        let dme = match eye["dme"].as_bool() {
+    let eyes = &r.eyes;
+    for (laterality, title) in EYE_ORDER {
+        let Some(eye) = eyes.iter().find(|e| e.laterality == laterality) else { continue };
+        let lat = laterality.as_str();
+        let dme = match eye.dme {
             Some(true) => "macular oedema",
             Some(false) => "no macular oedema",
             None => "macular oedema not assessed",
@@ -123,26 +124,26 @@ fn case_body(
         let _ = write!(
             b,
             r#"<section class="eye {lat}"><h2>{title}</h2><p class="eye-summary">Model: <b>{grade}</b>, {dme}{ungradable}</p>"#,
-            grade = esc(&grade_text(eye["grade"].as_u64())),
-            ungradable = if eye["gradable"] == false { " (no gradable image)" } else { "" },
+            grade = esc(&grade_text(eye.grade)),
+            ungradable = if eye.gradable { "" } else { " (no gradable image)" },
         );
-        for (id, _, view, finding) in images.iter().filter(|(_, l, _, _)| l == lat) {
-            image_card(&mut b, id, view.as_deref(), finding);
+        for image in images.iter().filter(|i| i.laterality == laterality) {
+            image_card(&mut b, &image.id, image.view.as_deref(), &image.finding);
         }
         b.push_str("</section>");
     }
     b.push_str("</div>");
     history(&mut b, reviews);
     if user.session.key.role == Role::Clinician {
-        review_form(&mut b, user, exam, &eyes, reviews.last(), form_values);
+        review_form(&mut b, user, exam, eyes, reviews.last(), form_values);
     } else {
         b.push_str(r#"<p class="hint">Only clinician keys can review and sign.</p>"#);
     }
     b
 }
 
-fn image_card(b: &mut String, id: &str, view: Option<&str>, f: &serde_json::Value) {
-    let q = &f["quality"];
+fn image_card(b: &mut String, id: &str, view: Option<&str>, f: &ImageFinding) {
+    let q = &f.quality;
     let _ = write!(
         b,
         r#"<figure class="fundus"><a href="/review/images/{id}/original" target="_blank" rel="noopener" title="Open the original at full size">
@@ -151,37 +152,34 @@ fn image_card(b: &mut String, id: &str, view: Option<&str>, f: &serde_json::Valu
 <figcaption><p>{view}{decision}</p>"#,
         id = esc(id),
         view = view.map(|v| format!("{}-centred · ", esc(v))).unwrap_or_default(),
-        decision = esc(&f["decision"].as_str().unwrap_or("?").replace('_', " ")),
+        decision = esc(&decision_text(f)),
     );
-    let gradable = q["gradable"] == true;
+    let gradable = q.gradable;
     let _ = write!(
         b,
         r#"<p>Quality: <b>{verdict}</b> (P(gradable) {score}){reasons}</p>"#,
         verdict = if gradable { "gradable" } else { "ungradable" },
-        score = num3(q["score"].as_f64()),
-        reasons = q["reasons"]
-            .as_array()
-            .filter(|r| !r.is_empty())
-            .map(|r| format!(", reasons: {}", esc(&r.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", "))))
-            .unwrap_or_default(),
+        score = num3(Some(f64::from(q.score))),
+        reasons = if q.reasons.is_empty() { String::new() } else { format!(", reasons: {}", esc(&q.reasons.join(", "))) },
     );
-    if let Some(dr) = f["dr"].as_object() {
-        let probs = dr.get("probabilities").and_then(|p| p.as_array()).cloned().unwrap_or_default();
+    if let Some(dr) = &f.dr {
+        let probs = dr.probabilities;
         let _ = write!(
             b,
             r#"<table class="probs"><tr><th>ICDR grade</th>{}</tr><tr><th>P</th>{}</tr></table>"#,
             (0..probs.len()).map(|g| format!("<td>{g}</td>")).collect::<String>(),
-            probs.iter().map(|p| format!("<td>{}</td>", pct(p.as_f64()))).collect::<String>()
+            probs.iter().map(|p| format!("<td>{}</td>", pct(Some(f64::from(*p))))).collect::<String>()
         );
         let _ = write!(
             b,
             "<p>Model grade <b>{}</b>; P(referable) {}; P(DME) {}</p>",
-            esc(&grade_text(dr.get("grade").and_then(|g| g.as_u64()))),
-            pct(dr.get("referable_probability").and_then(|p| p.as_f64())),
-            pct(f["dme"]["probability"].as_f64()),
+            esc(&grade_text(Some(dr.grade))),
+            pct(Some(f64::from(dr.referable_probability))),
+            pct(f.dme.as_ref().map(|d| f64::from(d.probability))),
         );
     }
-    if let Some(m) = q["measures"].as_object() {
+    // The measures are shown under their wire names, in wire order.
+    if let Ok(serde_json::Value::Object(m)) = serde_json::to_value(&q.measures) {
         b.push_str(r#"<details><summary>Quality measures</summary><table class="measures">"#);
         for (k, v) in m {
             let shown = v.as_f64().map_or_else(|| v.to_string(), |x| format!("{x:.3}"));
@@ -190,6 +188,11 @@ fn image_card(b: &mut String, id: &str, view: Option<&str>, f: &serde_json::Valu
         b.push_str("</table></details>");
     }
     b.push_str("</figcaption></figure>");
+}
+
+/// The image's decision in words ("not referable").
+fn decision_text(f: &ImageFinding) -> String {
+    serde_json::to_value(f.decision).ok().and_then(|v| v.as_str().map(|s| s.replace('_', " "))).unwrap_or_default()
 }
 
 fn eyes_text(eyes: &BTreeMap<String, EyeReview>) -> String {
@@ -219,7 +222,7 @@ fn history(b: &mut String, reviews: &[Review]) {
             state = if r.state == ReviewState::Signed { "signed" } else { "draft" },
             who = esc(&r.reviewer),
             eyes = esc(&eyes_text(&r.eyes)),
-            outcome = outcome_label(&r.outcome),
+            outcome = outcome_label(r.outcome),
             note = esc(&r.note),
             reason = r.amendment_reason.as_ref().map(|x| format!("<br><i>Amendment: {}</i>", esc(x))).unwrap_or_default(),
             signed = esc(r.signed_at.as_deref().unwrap_or("–")),
@@ -232,7 +235,7 @@ fn review_form(
     b: &mut String,
     user: &ReviewSession,
     exam: &StoredExam,
-    eyes: &[serde_json::Value],
+    eyes: &[EyeResult],
     latest: Option<&Review>,
     values: Option<&ReviewInput>,
 ) {
@@ -240,7 +243,8 @@ fn review_form(
     // Prefill: what was just submitted (after a refusal), else the latest version: the open
     // draft, or for an amendment the signed reading, so only what changes is edited.
     let prefill_eyes = values.map(|v| v.eyes.clone()).or_else(|| latest.map(|r| r.eyes.clone())).unwrap_or_default();
-    let prefill_outcome = values.map(|v| v.outcome.clone()).or_else(|| latest.map(|r| r.outcome.clone())).unwrap_or_default();
+    let prefill_outcome =
+        values.map(|v| v.outcome.clone()).or_else(|| latest.map(|r| r.outcome.as_str().to_string())).unwrap_or_default();
     let prefill_note = values
         .map(|v| v.note.clone())
         .or_else(|| latest.filter(|r| r.state == ReviewState::Draft).map(|r| r.note.clone()))
@@ -254,10 +258,11 @@ fn review_form(
         csrf = csrf_field(&user.session),
         base = latest.map_or(0, |r| r.version),
     );
-    for (lat, title) in EYE_ORDER {
-        if !eyes.iter().any(|e| e["laterality"] == lat) {
+    for (laterality, title) in EYE_ORDER {
+        if !eyes.iter().any(|e| e.laterality == laterality) {
             continue;
         }
+        let lat = laterality.as_str();
         let current = prefill_eyes.get(lat);
         let grade_value = match current {
             Some(EyeReview { grade: Some(g), .. }) => g.to_string(),
@@ -272,7 +277,7 @@ fn review_form(
         let grade_opts: String = [("", "— choose —")]
             .into_iter()
             .map(|(v, l)| (v.to_string(), l.to_string()))
-            .chain((0..5u64).map(|g| (g.to_string(), grade_text(Some(g)))))
+            .chain((0..5u8).map(|g| (g.to_string(), grade_text(Some(g)))))
             .chain([("ungradable".to_string(), "Ungradable".to_string())])
             .map(|(v, l)| {
                 format!(r#"<option value="{v}"{sel}>{l}</option>"#, sel = if v == grade_value { " selected" } else { "" }, l = esc(&l))
@@ -293,8 +298,9 @@ fn review_form(
         .map(|o| {
             format!(
                 r#"<option value="{o}"{sel}>{l}</option>"#,
-                sel = if *o == prefill_outcome { " selected" } else { "" },
-                l = outcome_label(o)
+                o = o.as_str(),
+                sel = if o.as_str() == prefill_outcome { " selected" } else { "" },
+                l = outcome_label(*o)
             )
         })
         .collect();
@@ -316,7 +322,8 @@ fn review_form(
 fn form_to_input(form: &[(String, String)]) -> Result<ReviewInput, String> {
     let get = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim().to_string());
     let mut eyes = BTreeMap::new();
-    for (lat, _) in EYE_ORDER {
+    for (laterality, _) in EYE_ORDER {
+        let lat = laterality.as_str();
         let Some(grade) = get(&format!("{lat}_grade")).filter(|g| !g.is_empty()) else { continue };
         let dme = match get(&format!("{lat}_dme")).as_deref() {
             Some("yes") => Some(true),

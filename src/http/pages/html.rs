@@ -5,6 +5,7 @@
 
 use std::fmt::Write;
 
+use crate::grading::ExamOutcome;
 use crate::store::{Role, Session};
 
 /// Escapes text for HTML element content and double-quoted attribute values.
@@ -77,26 +78,25 @@ pub fn num3(v: Option<f64>) -> String {
     v.filter(|x| x.is_finite()).map_or_else(|| "–".into(), |x| format!("{x:.3}"))
 }
 
-/// Human label of an outcome code.
-pub fn outcome_label(outcome: &str) -> &'static str {
+/// Human label of an outcome.
+pub fn outcome_label(outcome: ExamOutcome) -> &'static str {
     match outcome {
-        "urgent_referral" => "Urgent referral",
-        "referral" => "Referral",
-        "ungradable" => "Ungradable",
-        "rescreen" => "Rescreen",
-        _ => "Unknown",
+        ExamOutcome::UrgentReferral => "Urgent referral",
+        ExamOutcome::Referral => "Referral",
+        ExamOutcome::Ungradable => "Ungradable",
+        ExamOutcome::Rescreen => "Rescreen",
     }
 }
 
-/// A coloured outcome badge.
-pub fn outcome_badge(outcome: &str) -> String {
-    format!(r#"<span class="badge {cls}">{label}</span>"#, cls = esc(outcome), label = outcome_label(outcome))
+/// A coloured outcome badge (its class is the outcome's wire name).
+pub fn outcome_badge(outcome: ExamOutcome) -> String {
+    format!(r#"<span class="badge {cls}">{label}</span>"#, cls = outcome.as_str(), label = outcome_label(outcome))
 }
 
 /// A grade as text ("2 · Moderate non-proliferative DR"), or "ungradable".
-pub fn grade_text(grade: Option<u64>) -> String {
+pub fn grade_text(grade: Option<u8>) -> String {
     match grade {
-        Some(g) if g < 5 => format!("{g} · {}", crate::grading::rules::ICDR_LABELS[g as usize]),
+        Some(g) if g < 5 => format!("{g} · {}", crate::grading::rules::ICDR_LABELS[usize::from(g)]),
         Some(g) => format!("{g}"),
         None => "ungradable".into(),
     }

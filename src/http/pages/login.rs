@@ -57,7 +57,10 @@ pub async fn submit(State(state): State<AppState>, headers: HeaderMap, Form(form
         Ok(found) => {
             let why = if found.is_some() { "role may not review" } else { "unknown or revoked key" };
             let actor = key_id.chars().filter(char::is_ascii_hexdigit).take(32).collect::<String>();
-            let _ = state.store_call(move |store| store.audit(&actor, "session.login_failed", None, Some(why))).await;
+            // A sign-in attempt that cannot be audited is not answered as if it had been.
+            if let Err(e) = state.store_call(move |store| store.audit(&actor, "session.login_failed", None, Some(why))).await {
+                return e.into_response();
+            }
             return login_page(&state, StatusCode::UNAUTHORIZED, Some("That key is not a valid clinician or admin key."));
         }
         Err(e) => return e.into_response(),

@@ -12,10 +12,11 @@ use serde::Deserialize;
 use super::html::{esc, grade_text, outcome_badge, outcome_label, page};
 use super::{ReviewSession, error_page};
 use crate::http::AppState;
+use crate::grading::{ExamOutcome, Laterality};
 use crate::review::in_qa_sample;
 use crate::store::WorklistFilter;
 
-const OUTCOMES: [&str; 4] = ["urgent_referral", "referral", "ungradable", "rescreen"];
+const OUTCOMES: [ExamOutcome; 4] = [ExamOutcome::UrgentReferral, ExamOutcome::Referral, ExamOutcome::Ungradable, ExamOutcome::Rescreen];
 
 #[derive(Deserialize, Default)]
 pub struct WorklistQuery {
@@ -38,12 +39,13 @@ fn selected(a: &str, b: &str) -> &'static str {
 }
 
 async fn render(state: &AppState, user: &ReviewSession, q: WorklistQuery) -> Response {
-    let outcome = q.outcome.filter(|o| !o.is_empty());
-    if let Some(o) = &outcome
-        && !OUTCOMES.contains(&o.as_str())
-    {
-        return error_page(StatusCode::BAD_REQUEST, Some(&user.session), "Bad filter", &format!("Unknown outcome '{o}'."));
-    }
+    let outcome = match q.outcome.as_deref().filter(|o| !o.is_empty()) {
+        None => None,
+        Some(o) => match ExamOutcome::parse(o) {
+            Some(outcome) => Some(outcome),
+            None => return error_page(StatusCode::BAD_REQUEST, Some(&user.session), "Bad filter", &format!("Unknown outcome '{o}'.")),
+        },
+    };
     let from = q.from.filter(|d| !d.is_empty());
     let to = q.to.filter(|d| !d.is_empty());
     for d in [&from, &to].into_iter().flatten() {
@@ -70,14 +72,15 @@ async fn render(state: &AppState, user: &ReviewSession, q: WorklistQuery) -> Res
         Ok(e) => e,
         Err(e) => return e.into_response(),
     };
-    let exams: Vec<_> = exams.into_iter().filter(|e| e.outcome != "rescreen" || in_qa_sample(&e.id, share)).collect();
-    let count = |o: &str| exams.iter().filter(|e| e.outcome == o).count();
+    let exams: Vec<_> = exams.into_iter().filter(|e| e.outcome != ExamOutcome::Rescreen || in_qa_sample(&e.id, share)).collect();
+    let count = |o: ExamOutcome| exams.iter().filter(|e| e.outcome == o).count();
     let mut body = String::from("<h1>Worklist</h1><ul class=\"counts\">");
     for o in OUTCOMES {
-        let label = if o == "rescreen" { "Rescreen (QA sample)" } else { outcome_label(o) };
+        let label = if o == ExamOutcome::Rescreen { "Rescreen (QA sample)" } else { outcome_label(o) };
         let _ = write!(
             body,
-            r#"<li class="{o}"><a href="/review?outcome={o}&amp;reviewed={r}">{label}: <b>{n}</b></a></li>"#,
+            r#"<li class="{name}"><a href="/review?outcome={name}&amp;reviewed={r}">{label}: <b>{n}</b></a></li>"#,
+            name = o.as_str(),
             n = count(o),
             r = esc(&reviewed_text)
         );
@@ -93,7 +96,10 @@ async fn render(state: &AppState, user: &ReviewSession, q: WorklistQuery) -> Res
 <button type="submit">Filter</button></form>"#,
         opts = OUTCOMES
             .iter()
-            .map(|o| format!(r#"<option value="{o}"{}>{}</option>"#, selected(outcome.as_deref().unwrap_or(""), o), outcome_label(o)))
+            .map(|o| {
+                let selected = if outcome == Some(*o) { " selected" } else { "" };
+                format!(r#"<option value="{}"{selected}>{}</option>"#, o.as_str(), outcome_label(*o))
+            })
             .collect::<String>(),
         from = esc(from.as_deref().unwrap_or("")),
         to = esc(to.as_deref().unwrap_or("")),
@@ -101,7 +107,7 @@ async fn render(state: &AppState, user: &ReviewSession, q: WorklistQuery) -> Res
         s_yes = selected(&reviewed_text, "yes"),
         s_all = selected(&reviewed_text, "all"),
     );
-    let shown: Vec<_> = exams.iter().filter(|e| outcome.as_deref().is_none_or(|o| e.outcome == o)).collect();
+    let shown: Vec<_> = exams.iter().filter(|e| outcome.is_none_or(|o| e.outcome == o)).collect();
     if shown.is_empty() {
         body.push_str(r#"<p class="empty">Nothing to review with these filters.</p>"#);
     } else {
@@ -110,13 +116,14 @@ async fn render(state: &AppState, user: &ReviewSession, q: WorklistQuery) -> Res
 <table class="worklist" id="worklist"><thead><tr><th>Outcome</th><th>Received</th><th>Exam</th><th>Patient</th><th>Right eye</th><th>Left eye</th><th>Review</th></tr></thead><tbody>"#,
         );
         for e in shown {
-            let eye = |lat: &str| {
-                e.result["eyes"]
-                    .as_array()
-                    .and_then(|eyes| eyes.iter().find(|x| x["laterality"] == lat))
+            let eye = |lat: Laterality| {
+                e.result
+                    .eyes
+                    .iter()
+                    .find(|x| x.laterality == lat)
                     .map(|x| {
-                        let dme = if x["dme"] == true { " + DME" } else { "" };
-                        format!("{}{dme}", grade_text(x["grade"].as_u64()))
+                        let dme = if x.dme == Some(true) { " + DME" } else { "" };
+                        format!("{}{dme}", grade_text(x.grade))
                     })
                     .unwrap_or_else(|| "–".into())
             };
@@ -124,13 +131,13 @@ async fn render(state: &AppState, user: &ReviewSession, q: WorklistQuery) -> Res
                 body,
                 r#"<tr data-href="/review/exams/{id}" tabindex="0"><td>{badge}{qa}</td><td>{at}</td><td><a href="/review/exams/{id}">{ext}</a></td><td>{patient}</td><td>{r}</td><td>{l}</td><td>{state}</td></tr>"#,
                 id = esc(&e.id),
-                badge = outcome_badge(&e.outcome),
-                qa = if e.outcome == "rescreen" { r#" <span class="qa">QA</span>"# } else { "" },
+                badge = outcome_badge(e.outcome),
+                qa = if e.outcome == ExamOutcome::Rescreen { r#" <span class="qa">QA</span>"# } else { "" },
                 at = esc(e.created_at.get(..16).unwrap_or(&e.created_at)).replace('T', " "),
                 ext = esc(e.external_exam_ref.as_deref().unwrap_or(&e.id[..e.id.len().min(8)])),
                 patient = esc(e.patient_ref.as_deref().unwrap_or("–")),
-                r = esc(&eye("right")),
-                l = esc(&eye("left")),
+                r = esc(&eye(Laterality::Right)),
+                l = esc(&eye(Laterality::Left)),
                 state = if e.reviewed { "signed" } else { "open" },
             );
         }

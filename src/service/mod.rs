@@ -1,18 +1,31 @@
-//! Screening service functions shared by every network edge (HTTP now, DICOM later):
-//! grade one image, grade and durably store an exam, and draw a stored image's heatmap.
-//! Edges translate their protocol into these calls; they never call each other.
+//! The operations every edge calls, and the work that spans the core and the store:
+//! grade one image, grade and durably store an exam, ingest a DICOM instance and grade
+//! quiet studies (`dicom`), build an exam's SR and FHIR documents, draw a stored image's
+//! heatmap. Metrics (`metrics`) are recorded here, where the work happens, so an exam is
+//! counted whichever edge it came through, and every stored exam runs in a tracing span
+//! carrying its id (never a patient reference). Edges translate their protocol into
+//! these calls; they never call each other.
+
+mod dicom;
+pub mod metrics;
+
+pub use dicom::{Ingested, IngestError};
+pub use metrics::{Channel, ServiceMetrics};
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::Deserialize;
+use tracing::Instrument;
 
 use crate::engine::{EngineError, Scored};
 use crate::grading::{ExamResult, ImageFinding, Laterality};
+use crate::interop::object::ObjectError;
+use crate::interop::sr::SrError;
 use crate::pipeline::Screener;
 use crate::preprocess::decode::Decoded;
 use crate::report::heatmap;
-use crate::store::{NewExam, NewImage, Store, StoreError, StoredExam};
+use crate::store::{CommitHook, NewExam, NewImage, Store, StoreError, StoredExam};
 
 /// Why a service call failed.
 #[derive(Debug, thiserror::Error)]
@@ -25,8 +38,14 @@ pub enum ServiceError {
     Image { index: usize, source: EngineError },
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Dicom(#[from] ObjectError),
+    #[error(transparent)]
+    Sr(#[from] SrError),
+    #[error("cannot draw the image: {0}")]
+    Render(String),
     #[error("background task failed: {0}")]
-    Join(String),
+    Join(#[from] tokio::task::JoinError),
 }
 
 /// One uploaded image.
@@ -42,10 +61,6 @@ pub struct IncomingImage {
     pub pixels: Option<Arc<Decoded>>,
 }
 
-/// Extra writes an edge commits in the same transaction as the exam (the DICOM edge links
-/// the exam to its study and source instances); gets the new exam id.
-pub type CommitHook = Box<dyn FnOnce(&rusqlite::Transaction<'_>, &str) -> Result<(), StoreError> + Send>;
-
 /// Clinic-supplied references for an exam (stored, never logged).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,20 +72,22 @@ pub struct ExamMetadata {
     pub views: Vec<Option<String>>,
 }
 
-/// The service: the screening pipeline plus the store.
+/// The service: the screening pipeline, the store and the metrics of both.
 #[derive(Clone)]
 pub struct ScreeningService {
     pub screener: Screener,
     pub store: Store,
+    pub metrics: Arc<ServiceMetrics>,
 }
 
+/// Runs blocking work (SQLite, files, DICOM parsing) on tokio's blocking pool.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ServiceError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| ServiceError::Join(e.to_string()))
+    Ok(tokio::task::spawn_blocking(f).await?)
 }
 
 impl ScreeningService {
     pub fn new(screener: Screener, store: Store) -> Arc<Self> {
-        Arc::new(Self { screener, store })
+        Arc::new(Self { screener, store, metrics: Arc::new(ServiceMetrics::default()) })
     }
 
     /// Whether the engine would refuse new work right now (used to answer 503 before
@@ -83,14 +100,21 @@ impl ScreeningService {
     pub async fn grade(&self, bytes: Bytes, laterality: Laterality) -> Result<(ImageFinding, Scored), ServiceError> {
         let ticket = self.screener.submit(bytes)?;
         let scored = ticket.await.map_err(|_| EngineError::ShuttingDown)??;
-        Ok((self.screener.finding(&scored, laterality, None), scored))
+        Ok(self.graded(scored, laterality))
+    }
+
+    /// The finding of a scored image, counted in the metrics.
+    fn graded(&self, scored: Scored, laterality: Laterality) -> (ImageFinding, Scored) {
+        let finding = self.screener.finding(&scored, laterality, None);
+        self.metrics.observe_image(&finding.timings_ms, finding.quality.gradable);
+        (finding, scored)
     }
 
     /// Grades pixels an edge decoded itself (not stored).
     pub async fn grade_pixels(&self, pixels: Arc<Decoded>, laterality: Laterality) -> Result<(ImageFinding, Scored), ServiceError> {
         let ticket = self.screener.engine.submit_decoded(pixels)?;
         let scored = ticket.await.map_err(|_| EngineError::ShuttingDown)??;
-        Ok((self.screener.finding(&scored, laterality, None), scored))
+        Ok(self.graded(scored, laterality))
     }
 
     /// Grades every image of an exam, then stores originals, findings and the exam in one
@@ -101,12 +125,31 @@ impl ScreeningService {
         images: Vec<IncomingImage>,
         meta: ExamMetadata,
     ) -> Result<(StoredExam, ExamResult), ServiceError> {
-        self.submit_exam_with(actor, images, meta, None).await
+        self.submit_exam_with(Channel::Http, actor, images, meta, None).await
     }
 
-    /// [`ScreeningService::submit_exam`], plus `hook` committed in the exam's transaction.
-    pub async fn submit_exam_with(
+    /// [`ScreeningService::submit_exam`] for an exam that arrived through `channel`, plus
+    /// `hook` committed in the exam's transaction. The whole call runs in one span
+    /// carrying the new exam's id.
+    async fn submit_exam_with(
         &self,
+        channel: Channel,
+        actor: &str,
+        images: Vec<IncomingImage>,
+        meta: ExamMetadata,
+        hook: Option<CommitHook>,
+    ) -> Result<(StoredExam, ExamResult), ServiceError> {
+        let id = crate::store::random_hex(16)?;
+        let span = tracing::info_span!("exam", id = %id, channel = channel.as_str());
+        let (stored, result) = self.grade_and_store(id, actor, images, meta, hook).instrument(span.clone()).await?;
+        self.metrics.observe_exam(channel, &result);
+        span.in_scope(|| tracing::info!(outcome = result.outcome.as_str(), images = result.images.len(), "exam stored"));
+        Ok((stored, result))
+    }
+
+    async fn grade_and_store(
+        &self,
+        id: String,
         actor: &str,
         images: Vec<IncomingImage>,
         meta: ExamMetadata,
@@ -139,7 +182,7 @@ impl ScreeningService {
         let result = self.screener.exam(findings);
         let store = self.store.clone();
         let actor = actor.to_string();
-        let result_json = serde_json::to_value(&result).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        let exam_result = result.clone();
         let stored = blocking(move || -> Result<StoredExam, ServiceError> {
             let mut new_images = Vec::with_capacity(images.len());
             for (i, (image, (cam, cam_shape))) in images.iter().zip(cams).enumerate() {
@@ -147,21 +190,19 @@ impl ScreeningService {
                 new_images.push(NewImage {
                     bytes_sha256: sha,
                     media_type: image.media_type.clone(),
-                    laterality: image.laterality.as_str().into(),
+                    laterality: image.laterality,
                     view: image.view.clone().or_else(|| meta.views.get(i).cloned().flatten()),
-                    finding: result_json["images"][i].clone(),
+                    finding: exam_result.images[i].clone(),
                     cam,
                     cam_shape,
                 });
             }
             let exam = NewExam {
+                id,
                 submitted_by: actor,
                 external_exam_ref: meta.external_exam_ref,
                 patient_ref: meta.patient_ref,
-                outcome: result_json["outcome"].as_str().unwrap_or_default().to_string(),
-                flagged: result_json["flagged"].as_bool().unwrap_or(true),
-                model_sha256: result_json["model"]["sha256"].as_str().unwrap_or_default().to_string(),
-                result: result_json,
+                result: exam_result,
                 images: new_images,
             };
             Ok(store.insert_exam_with(&exam, hook)?)
@@ -189,7 +230,7 @@ impl ScreeningService {
                 Some((cam, cam_shape)) => heatmap::png(side, &heatmap::overlay(side, &prepared.rgb, &cam, cam_shape)),
                 None => heatmap::png(side, &prepared.rgb),
             }
-            .map_err(ServiceError::Invalid)
+            .map_err(ServiceError::Render)
         })
         .await?
     }
@@ -203,9 +244,9 @@ impl ScreeningService {
             if matches!(media_type.as_str(), "image/jpeg" | "image/jpg" | "image/png") {
                 return Ok((media_type, bytes));
             }
-            let image = image::load_from_memory(&bytes).map_err(|e| ServiceError::Invalid(format!("stored image cannot be shown: {e}")))?;
+            let image = image::load_from_memory(&bytes).map_err(|e| ServiceError::Render(format!("stored image cannot be shown: {e}")))?;
             let mut out = std::io::Cursor::new(Vec::new());
-            image.write_to(&mut out, image::ImageFormat::Png).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+            image.write_to(&mut out, image::ImageFormat::Png).map_err(|e| ServiceError::Render(e.to_string()))?;
             Ok(("image/png".into(), out.into_inner()))
         })
         .await?

@@ -24,14 +24,12 @@ use dicom_dictionary_std::tags;
 use dicom_object::meta::FileMetaTableBuilder;
 use dicom_object::{FileDicomObject, InMemDicomObject};
 
-use super::uid_from_name;
-use crate::grading::{ExamResult, Laterality};
+use super::{EXPLICIT_VR_LE, IMPLEMENTATION_CLASS_UID, uid_from_name};
+use crate::grading::{ExamOutcome, ExamResult, EyeResult, Laterality};
 use crate::store::{ExamSource, StoredExam};
 
 /// Comprehensive 3D SR Storage.
 pub const COMPREHENSIVE_3D_SR: &str = "1.2.840.10008.5.1.4.1.1.88.34";
-/// drscreen's implementation class UID (a fixed 2.25 UUID-derived value).
-pub const IMPLEMENTATION_CLASS_UID: &str = "2.25.302506398318137962153431455127939151251";
 /// The private coding scheme for concepts without a checked standard code.
 pub const PRIVATE_SCHEME: &str = "99DRSCREEN";
 /// The series description every SR carries.
@@ -88,8 +86,6 @@ const OUTCOMES: [Code; 4] = [
 /// Why an SR could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum SrError {
-    #[error("the stored exam result is unreadable: {0}")]
-    Result(String),
     #[error("cannot encode the SR: {0}")]
     Encode(String),
 }
@@ -216,6 +212,33 @@ fn eye_name(l: Laterality) -> &'static str {
     }
 }
 
+/// The UIDs and names an exam's SR is built around.
+struct Identity {
+    device_uid: String,
+    sop_instance: String,
+    series_uid: String,
+    study_uid: String,
+    date: String,
+    time: String,
+    software: String,
+}
+
+impl Identity {
+    fn of(exam: &StoredExam, sources: &[ExamSource]) -> Self {
+        let model = &exam.result.model;
+        let (date, time) = da_tm(&exam.created_at);
+        Self {
+            device_uid: uid_from_name(&format!("drscreen-model:{}", model.sha256)),
+            sop_instance: uid_from_name(&format!("drscreen-sr:{}", exam.id)),
+            series_uid: uid_from_name(&format!("drscreen-sr-series:{}", exam.id)),
+            study_uid: sources.first().map(|s| s.study_uid.clone()).unwrap_or_else(|| uid_from_name(&format!("drscreen-study:{}", exam.id))),
+            date,
+            time,
+            software: format!("drscreen {} model {} {}", env!("CARGO_PKG_VERSION"), model.name, model.version),
+        }
+    }
+}
+
 /// The SR document for an exam. `sources` are the exam's DICOM source images (empty for
 /// exams submitted over HTTP); `source_study` is one source instance, whose patient and
 /// study attributes are copied (without one, the SR gets a study of its own).
@@ -224,20 +247,38 @@ pub fn build(
     sources: &[ExamSource],
     source_study: Option<&InMemDicomObject>,
 ) -> Result<FileDicomObject<InMemDicomObject>, SrError> {
-    let result: ExamResult = serde_json::from_value(exam.result.clone()).map_err(|e| SrError::Result(e.to_string()))?;
-    let model = &result.model;
-    let device_uid = uid_from_name(&format!("drscreen-model:{}", model.sha256));
-    let sop_instance = uid_from_name(&format!("drscreen-sr:{}", exam.id));
-    let series_uid = uid_from_name(&format!("drscreen-sr-series:{}", exam.id));
-    let study_uid = sources.first().map(|s| s.study_uid.clone()).unwrap_or_else(|| uid_from_name(&format!("drscreen-study:{}", exam.id)));
-    let (date, time) = da_tm(&exam.created_at);
-    let software = format!("drscreen {} model {} {}", env!("CARGO_PKG_VERSION"), model.name, model.version);
+    let id = Identity::of(exam, sources);
+    let mut obj = InMemDicomObject::new_empty();
+    obj.put(s(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192"));
+    obj.put(s(tags::SOP_CLASS_UID, VR::UI, COMPREHENSIVE_3D_SR));
+    obj.put(s(tags::SOP_INSTANCE_UID, VR::UI, id.sop_instance.clone()));
+    obj.put(s(tags::INSTANCE_CREATION_DATE, VR::DA, id.date.clone()));
+    obj.put(s(tags::INSTANCE_CREATION_TIME, VR::TM, id.time.clone()));
+    obj.put(s(tags::TIMEZONE_OFFSET_FROM_UTC, VR::SH, "+0000"));
+    put_patient_and_study(&mut obj, exam, &id, source_study);
+    put_series_and_equipment(&mut obj, &exam.result, &id);
+    put_document_general(&mut obj, &id, sources);
+    for e in content(content_tree(exam, &id, sources), true) {
+        obj.put(e);
+    }
+    obj.with_meta(
+        FileMetaTableBuilder::new()
+            .transfer_syntax(EXPLICIT_VR_LE)
+            .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
+            .implementation_version_name("DRSCREEN"),
+    )
+    .map_err(|e| SrError::Encode(e.to_string()))
+}
 
-    // Content tree.
+/// TID 1500: language, the device observer (TID 1004), the image library, one
+/// measurement group per eye and the qualitative evaluations (outcome, recall).
+fn content_tree(exam: &StoredExam, id: &Identity, sources: &[ExamSource]) -> Item {
+    let result = &exam.result;
+    let model = &result.model;
     let mut root = vec![
         item("HAS CONCEPT MOD", LANGUAGE, Value::Code(ENGLISH)),
         item("HAS OBS CONTEXT", OBSERVER_TYPE, Value::Code(DEVICE)),
-        item("HAS OBS CONTEXT", DEVICE_UID, Value::UidRef(device_uid.clone())),
+        item("HAS OBS CONTEXT", DEVICE_UID, Value::UidRef(id.device_uid.clone())),
         item("HAS OBS CONTEXT", DEVICE_NAME, Value::Text(format!("{} {}", model.name, model.version))),
         item("HAS OBS CONTEXT", DEVICE_MANUFACTURER, Value::Text("drscreen".into())),
         item("HAS OBS CONTEXT", DEVICE_MODEL, Value::Text(model.name.clone())),
@@ -258,50 +299,56 @@ pub fn build(
         .collect();
     let library = if images.is_empty() { vec![] } else { vec![container("CONTAINS", IMAGE_LIBRARY_GROUP, images)] };
     root.push(container("CONTAINS", IMAGE_LIBRARY, library));
-    let mut groups = Vec::new();
-    for eye in &result.eyes {
-        let mut g = vec![
-            item("CONTAINS", TRACKING_ID, Value::Text(eye_name(eye.laterality).into())),
-            item("CONTAINS", TRACKING_UID, Value::UidRef(uid_from_name(&format!("drscreen-eye:{}:{}", exam.id, eye.laterality.as_str())))),
-        ];
-        let mut site = item("HAS CONCEPT MOD", FINDING_SITE, Value::Code(EYE));
-        match eye.laterality {
-            Laterality::Right => site.children.push(item("HAS CONCEPT MOD", LATERALITY, Value::Code(RIGHT))),
-            Laterality::Left => site.children.push(item("HAS CONCEPT MOD", LATERALITY, Value::Code(LEFT))),
-            Laterality::Unspecified => {}
-        }
-        g.push(site);
-        g.push(item("CONTAINS", GRADABLE, Value::Code(if eye.gradable { YES } else { NO })));
-        if let Some(grade) = eye.grade {
-            let concept = match eye.laterality {
-                Laterality::Right => DR_RIGHT,
-                Laterality::Left => DR_LEFT,
-                Laterality::Unspecified => DR_UNSPECIFIED,
-            };
-            g.push(item("CONTAINS", concept, Value::Code(ICDR[usize::from(grade.min(4))])));
-        }
-        if let Some(dme) = eye.dme {
-            g.push(item("CONTAINS", DME, Value::Code(if dme { YES } else { NO })));
-        }
-        groups.push(container("CONTAINS", MEASUREMENT_GROUP, g));
-    }
+    let groups = result.eyes.iter().map(|eye| eye_group(&exam.id, eye)).collect();
     root.push(container("CONTAINS", MEASUREMENTS, groups));
-    let outcome = OUTCOMES.iter().copied().find(|c| c.0 == result.outcome.as_str()).unwrap_or(OUTCOMES[3]);
-    let mut qualitative = vec![item("CONTAINS", OUTCOME, Value::Code(outcome))];
+    let mut qualitative = vec![item("CONTAINS", OUTCOME, Value::Code(outcome_code(result.outcome)))];
     if let Some(m) = result.recall_months {
         qualitative.push(item("CONTAINS", RECALL, Value::Text(m.to_string())));
     }
     root.push(container("CONTAINS", QUALITATIVE, qualitative));
-    let root = container("", REPORT, root);
+    container("", REPORT, root)
+}
 
-    let mut obj = InMemDicomObject::new_empty();
-    obj.put(s(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192"));
-    obj.put(s(tags::SOP_CLASS_UID, VR::UI, COMPREHENSIVE_3D_SR));
-    obj.put(s(tags::SOP_INSTANCE_UID, VR::UI, sop_instance.clone()));
-    obj.put(s(tags::INSTANCE_CREATION_DATE, VR::DA, date.clone()));
-    obj.put(s(tags::INSTANCE_CREATION_TIME, VR::TM, time.clone()));
-    obj.put(s(tags::TIMEZONE_OFFSET_FROM_UTC, VR::SH, "+0000"));
-    // Patient and General Study modules: copied from the source study, else empty (type 2).
+/// One eye's measurement group: tracking, finding site, gradability, DR severity, DME.
+fn eye_group(exam_id: &str, eye: &EyeResult) -> Item {
+    let mut g = vec![
+        item("CONTAINS", TRACKING_ID, Value::Text(eye_name(eye.laterality).into())),
+        item("CONTAINS", TRACKING_UID, Value::UidRef(uid_from_name(&format!("drscreen-eye:{exam_id}:{}", eye.laterality.as_str())))),
+    ];
+    let mut site = item("HAS CONCEPT MOD", FINDING_SITE, Value::Code(EYE));
+    match eye.laterality {
+        Laterality::Right => site.children.push(item("HAS CONCEPT MOD", LATERALITY, Value::Code(RIGHT))),
+        Laterality::Left => site.children.push(item("HAS CONCEPT MOD", LATERALITY, Value::Code(LEFT))),
+        Laterality::Unspecified => {}
+    }
+    g.push(site);
+    g.push(item("CONTAINS", GRADABLE, Value::Code(if eye.gradable { YES } else { NO })));
+    if let Some(grade) = eye.grade {
+        let concept = match eye.laterality {
+            Laterality::Right => DR_RIGHT,
+            Laterality::Left => DR_LEFT,
+            Laterality::Unspecified => DR_UNSPECIFIED,
+        };
+        g.push(item("CONTAINS", concept, Value::Code(ICDR[usize::from(grade.min(4))])));
+    }
+    if let Some(dme) = eye.dme {
+        g.push(item("CONTAINS", DME, Value::Code(if dme { YES } else { NO })));
+    }
+    container("CONTAINS", MEASUREMENT_GROUP, g)
+}
+
+fn outcome_code(outcome: ExamOutcome) -> Code {
+    match outcome {
+        ExamOutcome::UrgentReferral => OUTCOMES[0],
+        ExamOutcome::Referral => OUTCOMES[1],
+        ExamOutcome::Rescreen => OUTCOMES[2],
+        ExamOutcome::Ungradable => OUTCOMES[3],
+    }
+}
+
+/// Patient and General Study modules: copied from the source study, else empty (type 2)
+/// with the exam's patient reference and date.
+fn put_patient_and_study(obj: &mut InMemDicomObject, exam: &StoredExam, id: &Identity, source_study: Option<&InMemDicomObject>) {
     for (tag, vr) in COPIED {
         let copied =
             source_study.and_then(|o| o.get(tag)).and_then(|e| e.to_str().ok()).map(|v| v.trim_end_matches(['\0', ' ']).to_string());
@@ -314,44 +361,51 @@ pub fn build(
         if let Some(p) = &exam.patient_ref {
             obj.put(s(tags::PATIENT_ID, VR::LO, p.clone()));
         }
-        obj.put(s(tags::STUDY_DATE, VR::DA, date.clone()));
-        obj.put(s(tags::STUDY_TIME, VR::TM, time.clone()));
+        obj.put(s(tags::STUDY_DATE, VR::DA, id.date.clone()));
+        obj.put(s(tags::STUDY_TIME, VR::TM, id.time.clone()));
     }
-    obj.put(s(tags::STUDY_INSTANCE_UID, VR::UI, study_uid.clone()));
-    // SR Document Series.
+    obj.put(s(tags::STUDY_INSTANCE_UID, VR::UI, id.study_uid.clone()));
+}
+
+/// SR Document Series, General and Enhanced General Equipment, and the algorithm as
+/// contributing (processing) equipment (IHE AI Results).
+fn put_series_and_equipment(obj: &mut InMemDicomObject, result: &ExamResult, id: &Identity) {
+    let model = &result.model;
     obj.put(s(tags::MODALITY, VR::CS, "SR"));
-    obj.put(s(tags::SERIES_INSTANCE_UID, VR::UI, series_uid));
+    obj.put(s(tags::SERIES_INSTANCE_UID, VR::UI, id.series_uid.clone()));
     obj.put(s(tags::SERIES_NUMBER, VR::IS, "9901"));
     obj.put(s(tags::SERIES_DESCRIPTION, VR::LO, SERIES_DESCRIPTION));
     obj.put(sq(tags::REFERENCED_PERFORMED_PROCEDURE_STEP_SEQUENCE, vec![]));
-    // General and Enhanced General Equipment.
     obj.put(s(tags::MANUFACTURER, VR::LO, "drscreen"));
     obj.put(s(tags::MANUFACTURER_MODEL_NAME, VR::LO, model.name.clone()));
     obj.put(s(tags::DEVICE_SERIAL_NUMBER, VR::LO, model.sha256.chars().take(16).collect::<String>()));
-    obj.put(s(tags::SOFTWARE_VERSIONS, VR::LO, software.clone()));
-    // SR Document General.
-    obj.put(s(tags::INSTANCE_NUMBER, VR::IS, "1"));
-    obj.put(s(tags::COMPLETION_FLAG, VR::CS, "COMPLETE"));
-    obj.put(s(tags::VERIFICATION_FLAG, VR::CS, "UNVERIFIED"));
-    obj.put(s(tags::CONTENT_DATE, VR::DA, date.clone()));
-    obj.put(s(tags::CONTENT_TIME, VR::TM, time.clone()));
-    obj.put(sq(tags::PERFORMED_PROCEDURE_CODE_SEQUENCE, vec![]));
-    if !sources.is_empty() {
-        obj.put(sq(tags::CURRENT_REQUESTED_PROCEDURE_EVIDENCE_SEQUENCE, vec![evidence(&study_uid, sources)]));
-    }
-    // IHE AI Results: the algorithm as contributing (processing) equipment.
+    obj.put(s(tags::SOFTWARE_VERSIONS, VR::LO, id.software.clone()));
     obj.put(sq(
         tags::CONTRIBUTING_EQUIPMENT_SEQUENCE,
         vec![InMemDicomObject::from_element_iter([
             sq(tags::PURPOSE_OF_REFERENCE_CODE_SEQUENCE, vec![code_item(("109102", "DCM", "Processing Equipment"))]),
             s(tags::MANUFACTURER, VR::LO, "drscreen"),
             s(tags::MANUFACTURER_MODEL_NAME, VR::LO, model.name.clone()),
-            s(tags::SOFTWARE_VERSIONS, VR::LO, software),
-            s(tags::DEVICE_UID, VR::UI, device_uid),
-            s(tags::CONTRIBUTION_DATE_TIME, VR::DT, format!("{date}{time}")),
+            s(tags::SOFTWARE_VERSIONS, VR::LO, id.software.clone()),
+            s(tags::DEVICE_UID, VR::UI, id.device_uid.clone()),
+            s(tags::CONTRIBUTION_DATE_TIME, VR::DT, format!("{}{}", id.date, id.time)),
             s(tags::CONTRIBUTION_DESCRIPTION, VR::ST, "AI diabetic retinopathy screening result; not for diagnostic use"),
         ])],
     ));
+}
+
+/// SR Document General: flags, content date, the evidence (source images) and the
+/// private coding scheme's declaration.
+fn put_document_general(obj: &mut InMemDicomObject, id: &Identity, sources: &[ExamSource]) {
+    obj.put(s(tags::INSTANCE_NUMBER, VR::IS, "1"));
+    obj.put(s(tags::COMPLETION_FLAG, VR::CS, "COMPLETE"));
+    obj.put(s(tags::VERIFICATION_FLAG, VR::CS, "UNVERIFIED"));
+    obj.put(s(tags::CONTENT_DATE, VR::DA, id.date.clone()));
+    obj.put(s(tags::CONTENT_TIME, VR::TM, id.time.clone()));
+    obj.put(sq(tags::PERFORMED_PROCEDURE_CODE_SEQUENCE, vec![]));
+    if !sources.is_empty() {
+        obj.put(sq(tags::CURRENT_REQUESTED_PROCEDURE_EVIDENCE_SEQUENCE, vec![evidence(&id.study_uid, sources)]));
+    }
     obj.put(sq(
         tags::CODING_SCHEME_IDENTIFICATION_SEQUENCE,
         vec![InMemDicomObject::from_element_iter([
@@ -360,16 +414,6 @@ pub fn build(
             s(tags::CODING_SCHEME_RESPONSIBLE_ORGANIZATION, VR::ST, "drscreen project"),
         ])],
     ));
-    for e in content(root, true) {
-        obj.put(e);
-    }
-    obj.with_meta(
-        FileMetaTableBuilder::new()
-            .transfer_syntax(super::object::EXPLICIT_VR_LE)
-            .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
-            .implementation_version_name("DRSCREEN"),
-    )
-    .map_err(|e| SrError::Encode(e.to_string()))
 }
 
 fn evidence(study_uid: &str, sources: &[ExamSource]) -> InMemDicomObject {

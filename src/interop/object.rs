@@ -15,6 +15,7 @@ use dicom_object::InMemDicomObject;
 use dicom_object::meta::FileMetaTableBuilder;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
+use super::{EXPLICIT_VR_LE, IMPLEMENTATION_CLASS_UID, IMPLICIT_VR_LE};
 use crate::grading::Laterality;
 use crate::preprocess::decode::{self, Decoded};
 use crate::preprocess::{DecodeLimits, Format, PreprocessError, SourceInfo};
@@ -30,8 +31,6 @@ pub const IMAGE_SOP_CLASSES: [(&str, &str); 5] = [
 
 /// Verification SOP class (C-ECHO).
 pub const VERIFICATION: &str = "1.2.840.10008.1.1";
-pub const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
-pub const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
 
 /// Transfer syntaxes accepted, in order of preference: only those whose pixel data this
 /// build decodes (uncompressed little endian and the JPEG processes jpeg-decoder reads).
@@ -154,7 +153,7 @@ pub fn part10(dataset: &[u8], sop_class: &str, sop_instance: &str, ts_uid: &str,
         .transfer_syntax(ts_uid)
         .media_storage_sop_class_uid(sop_class)
         .media_storage_sop_instance_uid(sop_instance)
-        .implementation_class_uid(crate::dicom::sr::IMPLEMENTATION_CLASS_UID)
+        .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
         .implementation_version_name("DRSCREEN")
         .source_application_entity_title(source_ae)
         .build()

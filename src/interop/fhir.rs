@@ -13,7 +13,7 @@
 
 use serde_json::{Value, json};
 
-use crate::grading::{ExamResult, Laterality};
+use crate::grading::Laterality;
 use crate::store::{ExamSource, StoredExam};
 
 /// The IG's image quality code system (2001 Good ... 2004 Missing).
@@ -67,8 +67,8 @@ fn observation(id: &str, code: Value, effective: &str, site: Option<Value>, valu
 }
 
 /// The DiagnosticReport for a stored exam.
-pub fn diagnostic_report(exam: &StoredExam, sources: &[ExamSource]) -> Result<Value, String> {
-    let result: ExamResult = serde_json::from_value(exam.result.clone()).map_err(|e| e.to_string())?;
+pub fn diagnostic_report(exam: &StoredExam, sources: &[ExamSource]) -> Value {
+    let result = &exam.result;
     let when = exam.created_at.as_str();
     let mut contained = vec![json!({
         "resourceType": "Device",
@@ -154,5 +154,5 @@ pub fn diagnostic_report(exam: &StoredExam, sources: &[ExamSource]) -> Result<Va
     if let Some(p) = &exam.patient_ref {
         report["subject"] = json!({"identifier": {"value": p}});
     }
-    Ok(report)
+    report
 }
