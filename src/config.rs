@@ -10,6 +10,8 @@ use crate::dicom::DicomConfig;
 use crate::engine::EngineConfig;
 use crate::model::{ExecutionProvider, RuntimeOptions};
 use crate::preprocess::{DecodeLimits, QualityLimits};
+use crate::http::HttpLimits;
+use crate::service::ExamLimits;
 
 /// Everything the core needs to start.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -33,6 +35,10 @@ pub struct Config {
     pub review: ReviewConfig,
     /// The DICOM node (C-ECHO/C-STORE listener, study grading, SR push).
     pub dicom: DicomConfig,
+    /// What one exam may hold.
+    pub exams: ExamLimits,
+    /// HTTP connection limits and timeouts.
+    pub http: HttpLimits,
 }
 
 /// `[review]`: the clinician review pages.
@@ -70,6 +76,8 @@ impl Default for Config {
             shutdown_drain_secs: 30,
             review: ReviewConfig::default(),
             dicom: DicomConfig::default(),
+            exams: ExamLimits::default(),
+            http: HttpLimits::default(),
         }
     }
 }

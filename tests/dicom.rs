@@ -26,11 +26,16 @@ fn text(o: &Output) -> String {
 /// An Ophthalmic Photography 8-bit file made by dcmtk's img2dcm from a fixture JPEG
 /// (encapsulated JPEG baseline); `uncompressed` decompresses it with dcmdjpeg.
 fn op_file(dir: &Path, fixture_name: &str, laterality: &str, study: &str, uncompressed: bool) -> PathBuf {
+    op_file_of(dir, fixture_name, laterality, study, uncompressed, "TEST-PID-1")
+}
+
+/// [`op_file`] for a given PatientID.
+fn op_file_of(dir: &Path, fixture_name: &str, laterality: &str, study: &str, uncompressed: bool, patient_id: &str) -> PathBuf {
     let jpeg = dir.join(format!("{fixture_name}.op.dcm"));
     let keys = [
         format!("ImageLaterality={laterality}"),
         format!("StudyInstanceUID={study}"),
-        "PatientID=TEST-PID-1".into(),
+        format!("PatientID={patient_id}"),
         "PatientName=Test^Patient".into(),
         "StudyDate=20260101".into(),
         "StudyTime=101010".into(),
@@ -325,5 +330,38 @@ fn stow_rs_and_dicom_grading() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 422);
+    let _ = server.stop();
+}
+
+#[test]
+fn a_study_never_mixes_two_patients_or_two_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&["--dicom-study-stable-secs", "1"]);
+    let c = http();
+    let key = server.key("device");
+    let study = "1.2.826.0.1.3680043.8.498.6262";
+    let ct = "multipart/related; type=\"application/dicom\"; boundary=drscreen-b";
+    let stow = |file: &Path| {
+        let body = multipart("drscreen-b", &[("application/dicom", std::fs::read(file).unwrap())]);
+        c.post(format!("{}/dicomweb/studies", server.url)).bearer_auth(&key).header("content-type", ct).body(body).send().unwrap()
+    };
+    // The key opens the study for patient TEST-PID-1.
+    let r = stow(&op_file(dir.path(), "grade2_R.jpg", "R", study, false));
+    assert_eq!(r.status(), 200);
+    // Another patient in the same study, from the same key: 409, FailureReason 0xA900.
+    let r = stow(&op_file_of(dir.path(), "grade1_L.jpg", "L", study, false, "OTHER-PATIENT"));
+    assert_eq!(r.status(), 409);
+    let doc: serde_json::Value = r.json().unwrap();
+    assert_eq!(doc["00081198"]["Value"][0]["00081197"]["Value"][0], 0xA900, "{doc}");
+    // The same patient from another source (a C-STORE calling AE): refused with 0xA900.
+    let left = op_file(dir.path(), "grade0_L.jpg", "L", study, false);
+    let o = run("storescu", &["-aec", "DRSCREEN", "127.0.0.1", &port_of(&server), left.to_str().unwrap()]);
+    assert!(text(&o).to_ascii_lowercase().contains("0xa900"), "{}", text(&o));
+    assert_eq!(audit_count(&server, "dicom.instance.refused"), 2);
+    // The exam holds the one instance that belongs to the study.
+    let exam_id = wait_for("the study's exam", Duration::from_secs(60), || study_exam(&server, study));
+    let exam: serde_json::Value = c.get(format!("{}/v1/exams/{exam_id}", server.url)).bearer_auth(&key).send().unwrap().json().unwrap();
+    assert_eq!(exam["patient_ref"], "TEST-PID-1");
+    assert_eq!(exam["result"]["images"].as_array().unwrap().len(), 1, "{exam}");
     let _ = server.stop();
 }

@@ -21,7 +21,7 @@ pub fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         provider = model.provider.ort_name(), warm_up_ms = model.warm_up.as_millis() as u64,
         "model verified and warm"
     );
-    let service = ScreeningService::new(screener, store);
+    let service = ScreeningService::new(screener, store, config.exams);
     let state = AppState {
         service: service.clone(),
         metrics: Arc::new(Default::default()),
@@ -48,7 +48,7 @@ pub fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             None => println!("drscreen dicom disabled"),
         }
         tracing::info!(%addr, data_dir = %config.data_dir.display(), "listening");
-        http::serve(listener, state, Duration::from_secs(config.shutdown_drain_secs)).await?;
+        http::serve(listener, state, config.http, Duration::from_secs(config.shutdown_drain_secs)).await?;
         tracing::info!("stopped cleanly");
         anyhow::Ok(())
     })?;

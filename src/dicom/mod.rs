@@ -64,6 +64,13 @@ pub struct DicomConfig {
     pub max_pdu: u32,
     /// Associations served at once; beyond it new connections are closed.
     pub max_associations: usize,
+    /// Connections from one host at once (of `max_associations`), so one peer cannot
+    /// take every slot.
+    pub max_connections_per_host: usize,
+    /// Associations per calling AE title at once; more are rejected (A-ASSOCIATE-RJ).
+    pub max_associations_per_ae: usize,
+    /// Seconds a new connection may take to send its A-ASSOCIATE-RQ (the ARTIM timer).
+    pub artim_timeout_secs: u64,
     /// Seconds an association may stay silent before it is dropped.
     pub idle_timeout_secs: u64,
     /// PACS that receives each exam's SR by C-STORE (none = SRs are only served over HTTP).
@@ -85,6 +92,9 @@ impl Default for DicomConfig {
             study_stable_secs: 30.0,
             max_pdu: 65536,
             max_associations: 16,
+            max_connections_per_host: 8,
+            max_associations_per_ae: 8,
+            artim_timeout_secs: 10,
             idle_timeout_secs: 60,
             sr_destination: None,
             sr_retry_initial_secs: 30.0,

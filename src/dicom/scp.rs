@@ -5,10 +5,16 @@
 //! bare presentation-context rejection), but only the transfer syntaxes it can decode.
 //! Command and data-set PDVs are reassembled per presentation context, so fragmented
 //! commands and data sets split over many P-DATA PDUs both work.
+//!
+//! Limits against a broken or hostile peer: at most `max_associations` connections in
+//! all and `max_connections_per_host` from one address; a connection that sends no
+//! A-ASSOCIATE-RQ within `artim_timeout_secs` is closed (PS3.8 9.1.5, the ARTIM timer);
+//! at most `max_associations_per_ae` associations per calling AE title.
 
-use std::net::{TcpListener, TcpStream};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
@@ -28,9 +34,54 @@ const C_ECHO_RQ: u16 = 0x0030;
 const C_ECHO_RSP: u16 = 0x8030;
 const NO_DATA_SET: u16 = 0x0101;
 
-/// Called-AE check plus an optional allow-list of calling AE titles.
+/// Counts held per key (peer address or calling AE title); a slot is given back when
+/// its [`Held`] guard drops, however the association ends.
+struct Counter<K: std::hash::Hash + Eq + Clone> {
+    counts: Mutex<HashMap<K, usize>>,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> Counter<K> {
+    fn new() -> Arc<Self> {
+        Arc::new(Self { counts: Mutex::new(HashMap::new()) })
+    }
+
+    /// Takes a slot for `key` unless `limit` are already held.
+    fn acquire(self: &Arc<Self>, key: K, limit: usize) -> Option<Held<K>> {
+        let mut counts = self.counts.lock().ok()?;
+        let n = counts.entry(key.clone()).or_default();
+        if *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(Held { counter: self.clone(), key })
+    }
+}
+
+struct Held<K: std::hash::Hash + Eq + Clone> {
+    counter: Arc<Counter<K>>,
+    key: K,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> Drop for Held<K> {
+    fn drop(&mut self) {
+        if let Ok(mut counts) = self.counter.counts.lock()
+            && let Some(n) = counts.get_mut(&self.key)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// Called-AE check, the optional allow-list of calling AE titles, and the per-AE limit
+/// (the slot it takes is kept in `held` for the life of the association).
 struct Access {
     allowed: Vec<String>,
+    per_ae: Arc<Counter<String>>,
+    limit: usize,
+    held: Mutex<Option<Held<String>>>,
 }
 
 impl AccessControl for Access {
@@ -47,6 +98,13 @@ impl AccessControl for Access {
         if !self.allowed.is_empty() && !self.allowed.iter().any(|a| a.trim() == calling_ae_title.trim()) {
             return Err(AssociationRJServiceUserReason::CallingAETitleNotRecognized);
         }
+        let Some(held) = self.per_ae.acquire(calling_ae_title.trim().to_string(), self.limit) else {
+            tracing::warn!(calling_ae = %calling_ae_title.trim(), limit = self.limit, "too many associations from one AE title; rejected");
+            return Err(AssociationRJServiceUserReason::NoReasonGiven);
+        };
+        if let Ok(mut slot) = self.held.lock() {
+            *slot = Some(held);
+        }
         Ok(())
     }
 }
@@ -56,11 +114,13 @@ pub struct Scp {
     pub config: DicomConfig,
     pub service: Arc<ScreeningService>,
     active: AtomicUsize,
+    per_host: Arc<Counter<IpAddr>>,
+    per_ae: Arc<Counter<String>>,
 }
 
 impl Scp {
     pub fn new(config: DicomConfig, service: Arc<ScreeningService>) -> Arc<Self> {
-        Arc::new(Self { config, service, active: AtomicUsize::new(0) })
+        Arc::new(Self { config, service, active: AtomicUsize::new(0), per_host: Counter::new(), per_ae: Counter::new() })
     }
 }
 
@@ -80,9 +140,16 @@ pub fn spawn(listener: TcpListener, scp: Arc<Scp>) -> std::io::Result<std::threa
                 tracing::warn!(max = scp.config.max_associations, "too many DICOM associations; connection closed");
                 continue;
             }
+            let host = stream.peer_addr().map(|a| a.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+            let Some(host_slot) = scp.per_host.acquire(host, scp.config.max_connections_per_host) else {
+                scp.active.fetch_sub(1, Ordering::AcqRel);
+                tracing::warn!(max = scp.config.max_connections_per_host, "too many DICOM connections from one host; connection closed");
+                continue;
+            };
             let scp2 = scp.clone();
             let spawned = std::thread::Builder::new().name("drscreen-assoc".into()).spawn(move || {
                 serve(stream, &scp2);
+                drop(host_slot);
                 scp2.active.fetch_sub(1, Ordering::AcqRel);
             });
             if let Err(e) = spawned {
@@ -104,12 +171,20 @@ struct Pending {
 fn serve(stream: TcpStream, scp: &Scp) {
     let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let timeout = Duration::from_secs(scp.config.idle_timeout_secs.max(1));
+    // Until the A-ASSOCIATE-RQ has arrived, reads wait at most the ARTIM time.
+    let artim = Duration::from_secs(scp.config.artim_timeout_secs.max(1));
+    let access = Access {
+        allowed: scp.config.allowed_calling_aes.clone(),
+        per_ae: scp.per_ae.clone(),
+        limit: scp.config.max_associations_per_ae,
+        held: Mutex::new(None),
+    };
     let mut options = ServerAssociationOptions::new()
-        .ae_access_control(Access { allowed: scp.config.allowed_calling_aes.clone() })
+        .ae_access_control(access)
         .ae_title(scp.config.ae_title.clone())
         .max_pdu_length(scp.config.max_pdu)
         .promiscuous(true)
-        .read_timeout(timeout)
+        .read_timeout(artim)
         .write_timeout(timeout)
         .with_abstract_syntax(VERIFICATION);
     for (uid, _) in object::IMAGE_SOP_CLASSES {
@@ -125,6 +200,10 @@ fn serve(stream: TcpStream, scp: &Scp) {
             return;
         }
     };
+    if let Err(e) = assoc.inner_stream().set_read_timeout(Some(timeout)) {
+        tracing::warn!(%peer, error = %e, "cannot set the association's idle timeout; closing");
+        return;
+    }
     let calling = dicom_ul::association::Association::peer_ae_title(&assoc).trim().to_string();
     let contexts: Vec<(u8, String, String)> = assoc
         .presentation_contexts()

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::auth::Caller;
-use super::error::ApiError;
+use super::error::{ApiError, body_error};
 use crate::grading::Laterality;
 use crate::interop::object::read_part10;
 use crate::service::{IngestError, Ingested, ScreeningService};
@@ -30,15 +30,21 @@ fn param(content_type: &str, name: &str) -> Option<String> {
     })
 }
 
+/// The first `needle` at or after `from`, in time linear in the haystack (two-way search;
+/// a naive scan is quadratic in the boundary length on hostile bodies).
 fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
-    if needle.is_empty() || haystack.len() < needle.len() {
-        return None;
-    }
-    (from..=haystack.len() - needle.len()).find(|&i| haystack[i] == needle[0] && &haystack[i..i + needle.len()] == needle)
+    memchr::memmem::find(haystack.get(from..)?, needle).map(|at| at + from)
 }
 
-/// Splits a multipart body into (part content type, part bytes).
-pub fn split_multipart(body: &[u8], boundary: &str) -> Result<Vec<(String, Bytes)>, String> {
+/// RFC 2046 5.1.1: a boundary is 1 to 70 characters.
+pub const MAX_BOUNDARY: usize = 70;
+
+/// Splits a multipart body into (part content type, part bytes). CPU-bound on large
+/// bodies: call it on the blocking pool.
+pub fn split_multipart(body: &[u8], boundary: &str, max_parts: usize) -> Result<Vec<(String, Bytes)>, String> {
+    if boundary.is_empty() || boundary.len() > MAX_BOUNDARY {
+        return Err(format!("the boundary must be 1 to {MAX_BOUNDARY} characters (RFC 2046)"));
+    }
     let delim = format!("--{boundary}");
     let mut pos = find(body, delim.as_bytes(), 0).ok_or("no opening boundary")?;
     let mut parts = Vec::new();
@@ -61,6 +67,9 @@ pub fn split_multipart(body: &[u8], boundary: &str) -> Result<Vec<(String, Bytes
                 l.split_once(':').filter(|(k, _)| k.trim().eq_ignore_ascii_case("content-type")).map(|(_, v)| v.trim().to_string())
             })
             .unwrap_or_default();
+        if parts.len() == max_parts {
+            return Err(format!("more than {max_parts} parts in one request"));
+        }
         parts.push((content_type, Bytes::copy_from_slice(&body[content_start..next])));
         pos = next + 2;
     }
@@ -113,6 +122,8 @@ fn ingest_part(service: &ScreeningService, actor: &str, content_type: &str, byte
 fn stow_response(outcomes: Vec<Result<Ingested, RefusedPart>>) -> Result<Response, ApiError> {
     let mut referenced = Vec::new();
     let mut failed = Vec::new();
+    // One warning per request, not per part: a request of junk parts must not flood the log.
+    let mut first_refusal = None;
     for outcome in outcomes {
         match outcome {
             Ok(done) => referenced.push(json!({
@@ -120,7 +131,8 @@ fn stow_response(outcomes: Vec<Result<Ingested, RefusedPart>>) -> Result<Respons
                 "00081155": ui(&done.sop_instance_uid),
             })),
             Err((class, uid, reason, message)) => {
-                tracing::warn!(reason = format!("0x{reason:04X}"), error = %message, "STOW-RS part refused");
+                tracing::debug!(reason = format!("0x{reason:04X}"), error = %message, "STOW-RS part refused");
+                first_refusal.get_or_insert((reason, message));
                 failed.push(json!({
                     "00081150": ui(&class),
                     "00081155": ui(&uid),
@@ -128,6 +140,9 @@ fn stow_response(outcomes: Vec<Result<Ingested, RefusedPart>>) -> Result<Respons
                 }));
             }
         }
+    }
+    if let Some((reason, message)) = first_refusal {
+        tracing::warn!(refused = failed.len(), stored = referenced.len(), first_reason = format!("0x{reason:04X}"), first_error = %message, "STOW-RS parts refused");
     }
     let status = match (referenced.is_empty(), failed.is_empty()) {
         (false, true) => StatusCode::OK,
@@ -150,21 +165,21 @@ pub async fn stow(State(state): State<AppState>, caller: Caller, request: Reques
     let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let boundary = stow_boundary(&content_type)?;
     let limit = state.max_body_bytes.saturating_mul(4);
-    let body = axum::body::to_bytes(request.into_body(), limit).await.map_err(|_| {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the request is larger than {limit} bytes"))
-    })?;
+    let body = axum::body::to_bytes(request.into_body(), limit).await.map_err(|e| body_error(e, limit))?;
     caller.require(&[Role::Device, Role::Admin])?;
-    let parts = split_multipart(&body, &boundary).map_err(|e| ApiError::bad_request("invalid_multipart", e))?;
-    if parts.is_empty() {
-        return Err(ApiError::bad_request("no_parts", "the request has no parts"));
-    }
     let service = state.service.clone();
     let actor = caller.0.id.clone();
-    let outcomes = tokio::task::spawn_blocking(move || {
-        parts.into_iter().map(|(ct, bytes)| ingest_part(&service, &actor, &ct, &bytes)).collect::<Vec<_>>()
+    // Splitting and ingest are CPU and disk work: the blocking pool, never the async workers.
+    let max_parts = state.service.limits.max_instances_per_request;
+    let outcomes = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+        let parts = split_multipart(&body, &boundary, max_parts).map_err(|e| ApiError::bad_request("invalid_multipart", e))?;
+        if parts.is_empty() {
+            return Err(ApiError::bad_request("no_parts", "the request has no parts"));
+        }
+        Ok(parts.into_iter().map(|(ct, bytes)| ingest_part(&service, &actor, &ct, &bytes)).collect::<Vec<_>>())
     })
     .await
-    .map_err(internal)?;
+    .map_err(internal)??;
     stow_response(outcomes)
 }
 
@@ -195,11 +210,17 @@ mod tests {
     #[test]
     fn multipart_related_splits_parts() {
         let body = b"--b1\r\nContent-Type: application/dicom\r\n\r\nAAA\r\n--b1\r\nContent-Type: text/plain\r\n\r\nB\r\nB\r\n--b1--\r\n";
-        let parts = split_multipart(body, "b1").unwrap();
+        let parts = split_multipart(body, "b1", 8).unwrap();
         assert_eq!(parts.len(), 2);
         assert_eq!((parts[0].0.as_str(), &parts[0].1[..]), ("application/dicom", &b"AAA"[..]));
         assert_eq!(&parts[1].1[..], b"B\r\nB");
-        assert!(split_multipart(b"nothing", "b1").is_err());
+        assert!(split_multipart(b"nothing", "b1", 8).is_err());
+        assert!(split_multipart(body, "b1", 1).unwrap_err().contains("more than 1 parts"));
+        // A boundary longer than RFC 2046 allows is refused before any search.
+        let long = "-".repeat(MAX_BOUNDARY + 1);
+        let body = format!("--{long}\r\n\r\nA\r\n--{long}--");
+        assert!(split_multipart(body.as_bytes(), &long, 8).unwrap_err().contains("boundary"));
+        assert_eq!(split_multipart(body.replace(&long, &long[1..]).as_bytes(), &long[1..], 8).unwrap().len(), 1);
         assert_eq!(param("multipart/related; type=\"application/dicom\"; boundary=xyz", "boundary").as_deref(), Some("xyz"));
     }
 }

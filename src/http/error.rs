@@ -52,6 +52,8 @@ impl From<ServiceError> for ApiError {
                 Self::new(engine_status(inner), inner.code(), e.to_string())
             }
             ServiceError::Invalid(_) => Self::bad_request("invalid_request", e.to_string()),
+            ServiceError::TooManyImages { .. } => Self::bad_request("too_many_images", e.to_string()),
+            ServiceError::Metadata(_) => Self::bad_request("invalid_metadata", e.to_string()),
             ServiceError::Dicom(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_dicom", e.to_string()),
             ServiceError::Sr(_) | ServiceError::Render(_) => {
                 tracing::error!(error = %e, "cannot render a stored result");
@@ -86,7 +88,50 @@ impl IntoResponse for ApiError {
 pub fn from_rejection(status: StatusCode, text: String) -> ApiError {
     if status == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(status, "payload_too_large", "the request body is larger than the configured limit")
+    } else if status.is_server_error() {
+        // axum reports a body stream that failed mid-read as a server error; it is the
+        // client's body that stalled or broke off (tower-http's timeout says "timeout").
+        if text.contains("timeout") {
+            ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", "the request body stalled; send it again")
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, "bad_body", text)
+        }
     } else {
         ApiError::new(status, "bad_body", text)
+    }
+}
+
+/// `axum::extract::Query` whose rejection is the JSON error shape (400 `invalid_query`),
+/// so `?limit=-1` is answered like every other bad request.
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Query<T>(pub T);
+
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::QueryRejection) -> Self {
+        ApiError::bad_request("invalid_query", rejection.body_text())
+    }
+}
+
+/// Whether a body read failed because the client stalled (the body idle timeout of
+/// `server`), looking through the error's sources.
+pub fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+/// A failed body read: 408 when the client stalled, else 413 (the only other way
+/// `axum::body::to_bytes` with a limit fails on a healthy connection).
+pub fn body_error(error: axum::Error, limit: usize) -> ApiError {
+    if is_body_timeout(&error) {
+        ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", "the request body stalled; send it again")
+    } else {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the request is larger than {limit} bytes"))
     }
 }

@@ -317,8 +317,11 @@ fn tensor_input(input: &RequestInput, binary: Option<&[u8]>, side: usize) -> Res
     Ok((n, values))
 }
 
-/// Checks `image_bytes` ([N] or [N,1]) and splits its length-prefixed elements.
-fn bytes_input(input: &RequestInput, binary: Option<&[u8]>) -> Result<Vec<Bytes>, ApiError> {
+/// Checks `image_bytes` ([N] or [N,1]) and splits its length-prefixed elements. The
+/// declared count and `max_element` (the image byte limit) hold before anything is
+/// allocated: a body of empty elements cannot grow a list past N, nor a prefix claim
+/// more than one image may hold.
+fn bytes_input(input: &RequestInput, binary: Option<&[u8]>, max_element: usize) -> Result<Vec<Bytes>, ApiError> {
     if input.datatype != "BYTES" {
         return Err(bad(format!("input '{INPUT_BYTES}' must be BYTES, not {}", input.datatype)));
     }
@@ -338,6 +341,16 @@ fn bytes_input(input: &RequestInput, binary: Option<&[u8]>) -> Result<Vec<Bytes>
             return Err(bad(format!("input '{INPUT_BYTES}': truncated element length prefix")));
         };
         let len = u32::from_le_bytes(*prefix) as usize;
+        if images.len() == n {
+            return Err(bad(format!("input '{INPUT_BYTES}' of shape {:?} has more than {n} elements", input.shape)));
+        }
+        if len > max_element {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("input '{INPUT_BYTES}': element {} declares {len} bytes; an image is limited to {max_element}", images.len()),
+            ));
+        }
         if len > rest.len() {
             return Err(bad(format!(
                 "input '{INPUT_BYTES}': element {} declares {len} bytes but only {} remain",
@@ -568,7 +581,7 @@ async fn infer_image_bytes(
     input: &RequestInput,
     binary: Option<&[u8]>,
 ) -> Result<SelectedTensors, ApiError> {
-    let images = bytes_input(input, binary)?;
+    let images = bytes_input(input, binary, state.max_body_bytes)?;
     let selected = select_outputs(request, true)?;
     let service = &state.service;
     let graded = try_join_all(images.into_iter().enumerate().map(|(index, bytes)| async move {
@@ -613,10 +626,21 @@ mod tests {
             raw.extend_from_slice(&(e.len() as u32).to_le_bytes());
             raw.extend_from_slice(e);
         }
-        let images = bytes_input(&input(INPUT_BYTES, "BYTES", vec![3]), Some(&raw)).map_err(|e| e.message).unwrap();
+        let images = bytes_input(&input(INPUT_BYTES, "BYTES", vec![3]), Some(&raw), 1024).map_err(|e| e.message).unwrap();
         assert_eq!(images, vec![Bytes::from_static(b"abc"), Bytes::new(), Bytes::from_static(b"xy")]);
-        assert!(bytes_input(&input(INPUT_BYTES, "BYTES", vec![2]), Some(&raw)).is_err());
-        assert!(bytes_input(&input(INPUT_BYTES, "BYTES", vec![3]), Some(&raw[..raw.len() - 1])).is_err());
+        assert!(bytes_input(&input(INPUT_BYTES, "BYTES", vec![2]), Some(&raw), 1024).is_err());
+        assert!(bytes_input(&input(INPUT_BYTES, "BYTES", vec![3]), Some(&raw[..raw.len() - 1]), 1024).is_err());
+        // An element over the image limit is refused from its prefix alone.
+        assert_eq!(bytes_input(&input(INPUT_BYTES, "BYTES", vec![3]), Some(&raw), 2).unwrap_err().code, "payload_too_large");
+    }
+
+    #[test]
+    fn empty_elements_beyond_the_declared_count_are_refused_at_once() {
+        // 10 M zero-length elements (40 MB) for a batch of 2: refused after the third
+        // prefix, never collected (the list is what blew memory up).
+        let raw = vec![0u8; 40_000_000];
+        let err = bytes_input(&input(INPUT_BYTES, "BYTES", vec![2]), Some(&raw), 1024).unwrap_err();
+        assert!(err.message.contains("more than 2 elements"), "{}", err.message);
     }
 
     #[test]

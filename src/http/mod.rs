@@ -19,19 +19,20 @@ pub mod metrics;
 pub mod openapi;
 pub mod pages;
 pub mod reviews;
+pub mod server;
 pub mod v1;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::service::ScreeningService;
+pub use server::HttpLimits;
 use auth::Caller;
 use metrics::HttpMetrics;
 
@@ -84,8 +85,29 @@ pub fn router(state: AppState) -> axum::Router {
         .merge(pages::routes())
         .fallback(|| async { error::ApiError::not_found("route") })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(body_limit, refuse_declared_oversize))
+        // Browsers must take every response for the type it declares (no MIME sniffing).
+        .layer(axum::middleware::map_response(|mut response: Response| async move {
+            response.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            response
+        }))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .with_state(state)
+}
+
+/// A `Content-Length` over the body limit is answered 413 at once: the client is told
+/// before it sends (or pretends to send) gigabytes.
+async fn refuse_declared_oversize(State(limit): State<usize>, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return error::ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request declares more than the {limit} bytes a request may hold"),
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
@@ -144,17 +166,16 @@ pub async fn shutdown_signal() {
 
 /// Serves until a shutdown signal, then drains: the listener closes, admitted work
 /// finishes (bounded by `drain`), and the store is dropped (SQLite checkpoints on close).
-pub async fn serve(listener: tokio::net::TcpListener, state: AppState, drain: Duration) -> std::io::Result<()> {
+pub async fn serve(listener: tokio::net::TcpListener, state: AppState, limits: HttpLimits, drain: Duration) -> std::io::Result<()> {
     let engine = state.service.screener.engine.clone();
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let app = router(state).layer(tower_http::timeout::RequestBodyTimeoutLayer::new(Duration::from_secs(limits.body_idle_secs.max(1))));
     let signal_engine = engine.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            tracing::info!("shutdown requested: no new requests; finishing admitted work");
-            signal_engine.stop_accepting();
-        })
-        .await?;
+    server::run(listener, app, limits, async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested: no new requests; finishing admitted work");
+        signal_engine.stop_accepting();
+    })
+    .await?;
     let deadline = tokio::time::Instant::now() + drain;
     while engine.in_flight() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -4,20 +4,23 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Multipart, Path, Query, Request, State};
+use axum::extract::{Multipart, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::AppState;
 use super::auth::Caller;
-use super::error::{ApiError, from_rejection};
+use super::error::{ApiError, Query, body_error, from_rejection};
 use crate::engine::Timings;
 use crate::grading::Laterality;
 use crate::service::{ExamMetadata, IncomingImage};
 use crate::store::{ExamFilter, Role};
 
 const IMAGE_TYPES: [&str; 4] = ["image/jpeg", "image/png", "image/tiff", "image/jpg"];
+
+/// The `metadata` part holds a few references; anything larger is not metadata.
+const MAX_METADATA_BYTES: usize = 64 * 1024;
 
 fn timing_headers(headers: &mut HeaderMap, t: &Timings) {
     for (name, v) in [
@@ -70,13 +73,7 @@ pub async fn grade(
             format!("Content-Type '{media}' is not accepted; send image/jpeg, image/png, image/tiff or application/dicom"),
         ));
     }
-    let body = axum::body::to_bytes(request.into_body(), state.max_body_bytes).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the image is larger than {} bytes", state.max_body_bytes),
-        )
-    })?;
+    let body = axum::body::to_bytes(request.into_body(), state.max_body_bytes).await.map_err(|e| body_error(e, state.max_body_bytes))?;
     // The body is read before refusing (wrong role, full queue): answering while the
     // client is still sending makes the server close the connection, and the client sees
     // a reset instead of the status. Reading a few megabytes costs milliseconds; decoding
@@ -105,14 +102,31 @@ pub async fn create_exam(
     let mut multipart = multipart.map_err(|e| from_rejection(e.status(), e.body_text()))?;
     let mut images = Vec::new();
     let mut metadata = ExamMetadata::default();
-    while let Some(field) = multipart.next_field().await.map_err(|e| from_rejection(e.status(), e.body_text()))? {
+    while let Some(mut field) = multipart.next_field().await.map_err(|e| from_rejection(e.status(), e.body_text()))? {
         let name = field.name().unwrap_or_default().to_string();
         let content_type = field.content_type().unwrap_or_default().to_ascii_lowercase();
-        let data = field.bytes().await.map_err(|e| from_rejection(e.status(), e.body_text()))?;
+        // Each part is read up to its own limit and refused as soon as it passes it.
+        let cap = if name == "metadata" { MAX_METADATA_BYTES } else { state.max_body_bytes };
+        let mut data = bytes::BytesMut::new();
+        while let Some(chunk) = field.chunk().await.map_err(|e| from_rejection(e.status(), e.body_text()))? {
+            if data.len() + chunk.len() > cap {
+                return Err(match name.as_str() {
+                    "metadata" => ApiError::bad_request("invalid_metadata", format!("the metadata part is limited to {cap} bytes")),
+                    _ => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("an image part is limited to {cap} bytes")),
+                });
+            }
+            data.extend_from_slice(&chunk);
+        }
+        let data = data.freeze();
         match name.as_str() {
             "metadata" => {
                 metadata =
                     serde_json::from_slice(&data).map_err(|e| ApiError::bad_request("invalid_metadata", format!("metadata part: {e}")))?;
+            }
+            "left" | "right" if images.len() >= state.service.limits.max_images_per_exam => {
+                // Refused before more parts are read: one request must not fill the queue.
+                let max = state.service.limits.max_images_per_exam;
+                return Err(ApiError::bad_request("too_many_images", format!("an exam holds at most {max} images")));
             }
             "left" | "right" => images.push(IncomingImage {
                 bytes: data,
@@ -192,12 +206,20 @@ async fn readable_image(state: &AppState, caller: &Caller, id: String) -> Result
     image.filter(|i| caller.may_read(&i.submitted_by)).ok_or_else(|| ApiError::not_found("image"))
 }
 
-/// `GET /v1/images/{id}`: the original bytes.
+/// `GET /v1/images/{id}`: the original bytes, typed by what they are (sniffed from their
+/// magic bytes), never by the Content-Type the uploader claimed: a client could label an
+/// image `text/html` and have a browser run it.
 pub async fn get_image(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
     let image = readable_image(&state, &caller, id).await?;
     let sha = image.sha256.clone();
     let bytes = state.store_call(move |store| store.read_blob(&sha)).await?;
-    Ok(([(header::CONTENT_TYPE, image.media_type)], Bytes::from(bytes)).into_response())
+    let media_type = match crate::preprocess::Format::sniff(&bytes) {
+        Some(crate::preprocess::Format::Jpeg) => "image/jpeg",
+        Some(crate::preprocess::Format::Png) => "image/png",
+        Some(crate::preprocess::Format::Tiff) => "image/tiff",
+        _ => "application/octet-stream",
+    };
+    Ok(([(header::CONTENT_TYPE, media_type)], Bytes::from(bytes)).into_response())
 }
 
 /// `GET /v1/images/{id}/heatmap.png`.

@@ -1,10 +1,12 @@
 //! What the edges produce or parse, shared by HTTP and DICOM: DICOM objects turned into
 //! fundus images (`object`), the per-exam DICOM Structured Report (`sr`) and the FHIR R4
-//! report (`fhir`). Pure translation: no network, no database, no clock of its own;
+//! report (`fhir`), and the nesting pre-scan every DICOM read goes through (`nesting`).
+//! Pure translation: no network, no database, no clock of its own;
 //! callers (the service, the edges) load what a document needs and pass it in.
 //! Constants both DICOM readers and writers need live here.
 
 pub mod fhir;
+pub mod nesting;
 pub mod object;
 pub mod sr;
 

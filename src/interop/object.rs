@@ -15,7 +15,7 @@ use dicom_object::InMemDicomObject;
 use dicom_object::meta::FileMetaTableBuilder;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
-use super::{EXPLICIT_VR_LE, IMPLEMENTATION_CLASS_UID, IMPLICIT_VR_LE};
+use super::{EXPLICIT_VR_LE, IMPLEMENTATION_CLASS_UID, IMPLICIT_VR_LE, nesting};
 use crate::grading::Laterality;
 use crate::preprocess::decode::{self, Decoded};
 use crate::preprocess::{DecodeLimits, Format, PreprocessError, SourceInfo};
@@ -125,10 +125,30 @@ fn int(obj: &InMemDicomObject, tag: Tag) -> Option<u32> {
     obj.get(tag).and_then(|e| e.to_int::<u32>().ok())
 }
 
+/// How a transfer syntax encodes element headers, for the nesting pre-scan. Only the
+/// little-endian, non-deflated syntaxes are read at all: big endian and deflate are
+/// never negotiated here, and a file in one is refused before parsing.
+fn header_encoding(ts_uid: &str) -> Result<nesting::Encoding, ObjectError> {
+    match ts_uid {
+        IMPLICIT_VR_LE => Ok(nesting::Encoding::ImplicitLittle),
+        "1.2.840.10008.1.2.2" | "1.2.840.10008.1.2.1.99" => Err(ObjectError::TransferSyntax(ts_uid.to_string())),
+        uid if uid.starts_with("1.2.840.10008.1.2") => Ok(nesting::Encoding::ExplicitLittle),
+        uid => Err(ObjectError::TransferSyntax(uid.to_string())),
+    }
+}
+
+/// Refuses a data set nested too deeply for the parser to read safely (see `nesting`).
+fn check_nesting(dataset: &[u8], ts_uid: &str) -> Result<(), ObjectError> {
+    nesting::check(dataset, header_encoding(ts_uid)?, nesting::MAX_DEPTH)
+        .map(|_| ())
+        .map_err(|_| ObjectError::Unreadable(format!("sequences nested deeper than {} levels", nesting::MAX_DEPTH)))
+}
+
 /// Reads a data set encoded in `ts_uid` (as received over the network).
 pub fn read_dataset(bytes: &[u8], ts_uid: &str) -> Result<InMemDicomObject, ObjectError> {
     let uid = ts_uid.trim_end_matches(['\0', ' ']);
     let ts = TransferSyntaxRegistry.get(uid).ok_or_else(|| ObjectError::TransferSyntax(uid.to_string()))?;
+    check_nesting(bytes, uid)?;
     InMemDicomObject::read_dataset_with_ts(bytes, ts).map_err(|e| ObjectError::Unreadable(e.to_string()))
 }
 
@@ -142,6 +162,12 @@ pub fn read_part10(bytes: &[u8]) -> Result<(InMemDicomObject, String), ObjectErr
     } else {
         return Err(ObjectError::Unreadable("no DICM prefix: not a DICOM Part 10 file".into()));
     };
+    // The file meta group is flat; read it first to learn where the data set starts and
+    // how it is encoded, and scan the data set's nesting before dicom-rs recurses into it.
+    let mut cursor = std::io::Cursor::new(body);
+    let meta = dicom_object::meta::FileMetaTable::from_reader(&mut cursor).map_err(|e| ObjectError::Unreadable(e.to_string()))?;
+    let dataset = body.get(cursor.position() as usize..).unwrap_or_default();
+    check_nesting(dataset, meta.transfer_syntax().trim_end_matches(['\0', ' ']))?;
     let file = dicom_object::from_reader(body).map_err(|e| ObjectError::Unreadable(e.to_string()))?;
     let ts = file.meta().transfer_syntax().trim_end_matches(['\0', ' ']).to_string();
     Ok((file.into_inner(), ts))
@@ -346,6 +372,53 @@ mod tests {
         let planar = [1u8, 2, 10, 20, 100, 200];
         assert_eq!(to_rgb(&planar, 2, 3, true, "RGB").unwrap(), vec![1, 10, 100, 2, 20, 200]);
         assert!(to_rgb(&planar, 2, 3, false, "PALETTE COLOR").is_err());
+    }
+
+    /// A Part 10 file whose data set nests `levels` undefined-length sequences.
+    fn deeply_nested_part10(levels: usize) -> Vec<u8> {
+        let meta = FileMetaTableBuilder::new()
+            .media_storage_sop_class_uid(IMAGE_SOP_CLASSES[0].0)
+            .media_storage_sop_instance_uid("1.2.3.4")
+            .transfer_syntax(EXPLICIT_VR_LE)
+            .build()
+            .unwrap();
+        let mut out = vec![0u8; 128];
+        out.extend_from_slice(b"DICM");
+        meta.write(&mut out).unwrap();
+        out.extend_from_slice(&nesting::tests::nested_undefined(levels));
+        out
+    }
+
+    #[test]
+    fn deeply_nested_objects_are_refused_without_exhausting_the_stack() {
+        // A 2 MiB stack, as tokio's blocking threads have: before the pre-scan, 2,000
+        // levels overflowed it and aborted the process.
+        let refused = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(|| {
+                let file = deeply_nested_part10(2000);
+                let dataset = nesting::tests::nested_undefined(2000);
+                (read_part10(&file).map(|_| ()), read_dataset(&dataset, EXPLICIT_VR_LE).map(|_| ()))
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        for result in [refused.0, refused.1] {
+            let err = result.unwrap_err();
+            assert!(err.to_string().contains("nested deeper"), "{err}");
+            assert_eq!(err.dimse_status(), 0xC000);
+        }
+        assert!(read_part10(&deeply_nested_part10(10)).is_ok());
+        let big_endian = FileMetaTableBuilder::new()
+            .media_storage_sop_class_uid(IMAGE_SOP_CLASSES[0].0)
+            .media_storage_sop_instance_uid("1.2.3.4")
+            .transfer_syntax("1.2.840.10008.1.2.2")
+            .build()
+            .unwrap();
+        let mut file = vec![0u8; 128];
+        file.extend_from_slice(b"DICM");
+        big_endian.write(&mut file).unwrap();
+        assert!(matches!(read_part10(&file), Err(ObjectError::TransferSyntax(_))));
     }
 
     #[test]

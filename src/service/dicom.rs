@@ -17,7 +17,7 @@ use crate::grading::{ImageFinding, Laterality};
 use crate::interop::object::{self, Instance, ObjectError};
 use crate::interop::{fhir, sr};
 use crate::preprocess::decode::Decoded;
-use crate::store::{CommitHook, DueStudy, NewInstance, StoreError, StoredExam, StudyFrame, link_exam};
+use crate::store::{CommitHook, DueStudy, NewInstance, Recorded, StoreError, StoredExam, StudyFrame, link_exam};
 
 /// Why a received object was not stored.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +26,10 @@ pub enum IngestError {
     Object(#[from] ObjectError),
     #[error("storage failed: {0}")]
     Store(#[from] StoreError),
+    #[error("refused: {0}")]
+    StudyConflict(&'static str),
+    #[error("{0}")]
+    Attribute(String),
 }
 
 impl IngestError {
@@ -34,6 +38,8 @@ impl IngestError {
         match self {
             Self::Object(e) => e.dimse_status(),
             Self::Store(_) => 0xA700,
+            // The data set does not belong where it says it does, or breaks its VRs' rules.
+            Self::StudyConflict(_) | Self::Attribute(_) => 0xA900,
         }
     }
 
@@ -42,6 +48,7 @@ impl IngestError {
         match self {
             Self::Object(e) => e.failure_reason(),
             Self::Store(_) => 0xA700,
+            Self::StudyConflict(_) | Self::Attribute(_) => 0xA900,
         }
     }
 }
@@ -108,12 +115,19 @@ impl ScreeningService {
     }
 
     fn persist_instance(&self, actor: &str, via: &str, inst: &Instance, part10: &[u8]) -> Result<Ingested, IngestError> {
+        // PatientID (LO) and PatientName (PN) hold at most 64 characters per the standard;
+        // they are stored and shown to clinicians, so control characters are refused too.
+        for (field, value) in [("PatientID", &inst.patient_id), ("PatientName", &inst.patient_name)] {
+            if let Some(v) = value {
+                super::check_reference(field, v, 64.min(self.limits.max_reference_chars)).map_err(IngestError::Attribute)?;
+            }
+        }
         let sha256 = self.store.put_blob(part10)?;
         let mut frames = Vec::with_capacity(inst.frames.len());
         for f in &inst.frames {
             frames.push((self.store.put_blob(&f.blob)?, f.media_type.to_string()));
         }
-        let new = self.store.record_dicom_instance(
+        let recorded = self.store.record_dicom_instance(
             actor,
             via,
             &NewInstance {
@@ -129,6 +143,11 @@ impl ScreeningService {
                 frames,
             },
         )?;
+        let new = match recorded {
+            Recorded::New => true,
+            Recorded::Duplicate => false,
+            Recorded::Conflict(reason) => return Err(IngestError::StudyConflict(reason)),
+        };
         Ok(Ingested {
             sop_class_uid: inst.sop_class_uid.clone(),
             sop_instance_uid: inst.sop_instance_uid.clone(),

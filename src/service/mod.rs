@@ -15,7 +15,7 @@ pub use metrics::{Channel, ServiceMetrics};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use crate::engine::{EngineError, Scored};
@@ -38,6 +38,10 @@ pub enum ServiceError {
     Image { index: usize, source: EngineError },
     #[error("{0}")]
     Invalid(String),
+    #[error("{got} images; an exam holds at most {max}")]
+    TooManyImages { got: usize, max: usize },
+    #[error("{0}")]
+    Metadata(String),
     #[error(transparent)]
     Dicom(#[from] ObjectError),
     #[error(transparent)]
@@ -72,12 +76,62 @@ pub struct ExamMetadata {
     pub views: Vec<Option<String>>,
 }
 
+/// `[exams]`: what one exam may hold, whichever edge it arrives through.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExamLimits {
+    /// Images in one exam (a screening exam has one to a few per eye).
+    pub max_images_per_exam: usize,
+    /// Characters in `external_exam_ref`, `patient_ref` and a view name.
+    pub max_reference_chars: usize,
+    /// DICOM instances in one STOW-RS request.
+    pub max_instances_per_request: usize,
+}
+
+impl Default for ExamLimits {
+    fn default() -> Self {
+        Self { max_images_per_exam: 16, max_reference_chars: 256, max_instances_per_request: 64 }
+    }
+}
+
+/// Why a clinic-supplied reference was refused: too long, or holding characters that
+/// would corrupt a log, a page or a report (control characters, bidirectional overrides).
+pub fn check_reference(field: &str, value: &str, max_chars: usize) -> Result<(), String> {
+    let chars = value.chars().count();
+    if chars > max_chars {
+        return Err(format!("{field} is {chars} characters; the limit is {max_chars}"));
+    }
+    // C0/C1 controls include NUL and ESC (terminal escapes); U+202A-U+202E and
+    // U+2066-U+2069 reorder the text a clinician reads.
+    if let Some(c) = value.chars().find(|c| c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')) {
+        return Err(format!("{field} contains the control character U+{:04X}", u32::from(c)));
+    }
+    Ok(())
+}
+
+impl ExamMetadata {
+    /// Applies [`ExamLimits`] to the references and views.
+    pub fn check(&self, limits: &ExamLimits) -> Result<(), String> {
+        let max = limits.max_reference_chars;
+        for (field, value) in [("external_exam_ref", &self.external_exam_ref), ("patient_ref", &self.patient_ref)] {
+            if let Some(v) = value {
+                check_reference(field, v, max)?;
+            }
+        }
+        if self.views.len() > limits.max_images_per_exam {
+            return Err(format!("views lists {} images; an exam holds at most {}", self.views.len(), limits.max_images_per_exam));
+        }
+        self.views.iter().flatten().try_for_each(|v| check_reference("view", v, max))
+    }
+}
+
 /// The service: the screening pipeline, the store and the metrics of both.
 #[derive(Clone)]
 pub struct ScreeningService {
     pub screener: Screener,
     pub store: Store,
     pub metrics: Arc<ServiceMetrics>,
+    pub limits: ExamLimits,
 }
 
 /// Runs blocking work (SQLite, files, DICOM parsing) on tokio's blocking pool.
@@ -86,8 +140,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 impl ScreeningService {
-    pub fn new(screener: Screener, store: Store) -> Arc<Self> {
-        Arc::new(Self { screener, store, metrics: Arc::new(ServiceMetrics::default()) })
+    pub fn new(screener: Screener, store: Store, limits: ExamLimits) -> Arc<Self> {
+        Arc::new(Self { screener, store, metrics: Arc::new(ServiceMetrics::default()), limits })
     }
 
     /// Whether the engine would refuse new work right now (used to answer 503 before
@@ -158,6 +212,10 @@ impl ScreeningService {
         if images.is_empty() {
             return Err(ServiceError::Invalid("an exam needs at least one image".into()));
         }
+        if images.len() > self.limits.max_images_per_exam {
+            return Err(ServiceError::TooManyImages { got: images.len(), max: self.limits.max_images_per_exam });
+        }
+        meta.check(&self.limits).map_err(ServiceError::Metadata)?;
         let mut tickets = Vec::with_capacity(images.len());
         for (index, image) in images.iter().enumerate() {
             let submitted = match &image.pixels {

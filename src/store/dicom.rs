@@ -23,6 +23,17 @@ pub struct NewInstance {
     pub frames: Vec<(String, String)>,
 }
 
+/// What recording a received instance did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// Stored; its study is (re)opened for grading.
+    New,
+    /// The SOP Instance UID was already stored: nothing changed.
+    Duplicate,
+    /// Refused: the study it names belongs to another source or patient (the reason).
+    Conflict(&'static str),
+}
+
 /// A study that has been quiet long enough and has ungraded instances.
 #[derive(Debug, Clone)]
 pub struct DueStudy {
@@ -118,16 +129,39 @@ impl Store {
         Ok(found.is_some())
     }
 
-    /// Records a received instance and (re)opens its study for grading. Returns false,
-    /// changing nothing, when the SOP Instance UID is already stored.
-    pub fn record_dicom_instance(&self, actor: &str, via: &str, inst: &NewInstance) -> Result<bool, StoreError> {
+    /// Records a received instance and (re)opens its study for grading. A study belongs to
+    /// the source that opened it (`actor`: the calling AE or the API key) and to one
+    /// PatientID: an instance naming the study from another source or for another patient
+    /// is refused and audited, never merged, so an exam never mixes two patients.
+    pub fn record_dicom_instance(&self, actor: &str, via: &str, inst: &NewInstance) -> Result<Recorded, StoreError> {
         let mut conn = self.conn()?;
         let tx = conn.transaction()?;
         let exists: Option<i64> = tx
             .query_row("SELECT seq FROM dicom_instances WHERE sop_instance_uid = ?1", [&inst.sop_instance_uid], |r| r.get(0))
             .optional()?;
         if exists.is_some() {
-            return Ok(false);
+            return Ok(Recorded::Duplicate);
+        }
+        let owner: Option<(String, Option<String>)> = tx
+            .query_row("SELECT submitted_by, patient_id FROM dicom_studies WHERE study_uid = ?1", [&inst.study_uid], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        if let Some((source, patient)) = owner {
+            let reason = if source != actor {
+                Some("the study was opened by another source (calling AE title or API key)")
+            } else if patient.as_deref() != inst.patient_id.as_deref() {
+                Some("the instance's PatientID differs from the study's")
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                // The refusal is audited (who tried, which instance) without patient data.
+                let detail = format!("{} via {via} refused: {reason}", inst.sop_instance_uid);
+                super::append_audit(&tx, &now_rfc3339(), actor, "dicom.instance.refused", Some(&inst.study_uid), Some(&detail))?;
+                tx.commit()?;
+                return Ok(Recorded::Conflict(reason));
+            }
         }
         let now = now_rfc3339();
         tx.execute(
@@ -168,7 +202,7 @@ impl Store {
             &format!("{} via {via}; {} frame(s), {}", inst.sop_instance_uid, inst.frames.len(), inst.laterality),
         )?;
         tx.commit()?;
-        Ok(true)
+        Ok(Recorded::New)
     }
 
     /// Studies with ungraded instances, quiet for at least `stable_secs`.

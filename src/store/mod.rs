@@ -13,7 +13,7 @@ mod sessions;
 pub use reviews::ReviewSaveError;
 pub use sessions::Session;
 
-pub use dicom::{DueOutbox, DueStudy, ExamSource, NewInstance, StudyFrame, link_exam};
+pub use dicom::{DueOutbox, DueStudy, ExamSource, NewInstance, Recorded, StudyFrame, link_exam};
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -43,7 +43,42 @@ pub fn routes() -> axum::Router<AppState> {
             "/review/static/review.js",
             get(|| async { static_file("text/javascript; charset=utf-8", include_str!("static/review.js")) }),
         )
+        .layer(axum::middleware::from_fn(same_origin_posts))
         .layer(axum::middleware::map_response(security_headers))
+}
+
+/// The authority (`host[:port]`) of an `Origin` or `Referer` value.
+fn authority(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    Some(rest.split(['/', '?', '#']).next().unwrap_or(rest))
+}
+
+/// Whether a form POST comes from our own pages: its `Origin` (else its `Referer`) must
+/// name this host. A browser always sends `Origin` on a POST (our pages' referrer policy,
+/// `same-origin`, keeps it real rather than `null`), so a cross-site form is refused here
+/// before its CSRF token is even looked at. Clients that send neither (scripts) still
+/// need the CSRF token.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    let claimed = headers.get(header::ORIGIN).or_else(|| headers.get(header::REFERER)).map(|v| v.to_str().ok().and_then(authority));
+    match claimed {
+        None => true,
+        Some(authority) => authority.is_some_and(|a| a.eq_ignore_ascii_case(host)),
+    }
+}
+
+async fn same_origin_posts(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if request.method() == axum::http::Method::POST && !same_origin(request.headers()) {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            None,
+            "Refused",
+            "This form was sent from another site (cross_origin_rejected). Open drscreen's own page and try again.",
+        );
+    }
+    next.run(request).await
 }
 
 fn static_file(content_type: &'static str, body: &'static str) -> Response {
@@ -59,7 +94,8 @@ async fn security_headers(mut response: Response) -> Response {
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // `same-origin`: no referrer leaves drscreen, and our own form POSTs carry a real Origin.
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     h.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
     response
 }
@@ -149,5 +185,29 @@ impl FromRequestParts<AppState> for ReviewSession {
             Some(session) if matches!(session.key.role, Role::Clinician | Role::Admin) => Ok(Self { session }),
             _ => Err(to_login()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_posts_must_come_from_this_host() {
+        let headers = |pairs: &[(header::HeaderName, &str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(k.clone(), HeaderValue::from_str(v).unwrap());
+            }
+            h
+        };
+        let host = (header::HOST, "127.0.0.1:8080");
+        assert!(same_origin(&headers(&[host.clone(), (header::ORIGIN, "http://127.0.0.1:8080")])));
+        assert!(same_origin(&headers(&[host.clone(), (header::REFERER, "https://127.0.0.1:8080/review/login?x=1")])));
+        assert!(same_origin(&headers(std::slice::from_ref(&host))), "no Origin, no Referer: the CSRF token decides");
+        assert!(!same_origin(&headers(&[host.clone(), (header::ORIGIN, "https://evil.example")])));
+        assert!(!same_origin(&headers(&[host.clone(), (header::ORIGIN, "null")])));
+        assert!(!same_origin(&headers(&[host.clone(), (header::REFERER, "http://127.0.0.1:8080.evil.example/")])));
+        assert!(!same_origin(&headers(&[(header::ORIGIN, "http://127.0.0.1:8080")])), "no Host header");
     }
 }

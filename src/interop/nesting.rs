@@ -1,0 +1,171 @@
+//! A linear pre-scan of a DICOM data set's nesting, run before dicom-rs parses it.
+//! dicom-rs recurses once per nested sequence and item, so a crafted object of a few
+//! hundred kilobytes (thousands of nested sequences) would overflow a thread's stack
+//! and abort the whole process, whichever edge received it. This scan reads element
+//! headers only (no allocation beyond a small stack of open containers, no recursion)
+//! and refuses a data set whose sequences and items nest deeper than [`MAX_DEPTH`].
+//! It understands the little-endian encodings drscreen accepts; the transfer syntax
+//! check that follows refuses anything else. A header it cannot read (truncated data)
+//! ends the scan: dicom-rs then reports the truncation itself.
+
+use dicom_core::Tag;
+use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
+use dicom_dictionary_std::StandardDataDictionary;
+
+/// Open sequences plus open items allowed at once. A fundus photograph's data set nests
+/// a handful of levels (code sequences inside request attributes); 64 leaves ample room
+/// while keeping dicom-rs's recursion far from any thread's stack limit.
+pub const MAX_DEPTH: usize = 64;
+
+const UNDEFINED: u32 = 0xFFFF_FFFF;
+const ITEM: u16 = 0xE000;
+const ITEM_END: u16 = 0xE00D;
+const SEQUENCE_END: u16 = 0xE0DD;
+const PIXEL_DATA: (u16, u16) = (0x7FE0, 0x0010);
+
+/// How element headers are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    ExplicitLittle,
+    ImplicitLittle,
+}
+
+/// One open sequence or item: where it ends (None = undefined length, closed by a
+/// delimiter) and whether its items are pixel data fragments (raw bytes, not data sets).
+struct Open {
+    end: Option<usize>,
+    fragments: bool,
+}
+
+/// Explicit VRs whose length field is 4 bytes after 2 reserved bytes (PS3.5 7.1.2).
+fn long_vr(vr: &[u8]) -> bool {
+    matches!(vr, b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"SV" | b"UC" | b"UN" | b"UR" | b"UT" | b"UV")
+}
+
+fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// Whether the standard dictionary says `tag` is a sequence (implicit VR carries no VR).
+fn dictionary_sequence(group: u16, element: u16) -> bool {
+    StandardDataDictionary.by_tag(Tag(group, element)).is_some_and(|e| e.vr().exact() == Some(dicom_core::VR::SQ))
+}
+
+/// Refuses a data set nested deeper than `max_depth`; returns the deepest nesting seen.
+pub fn check(bytes: &[u8], encoding: Encoding, max_depth: usize) -> Result<usize, usize> {
+    let mut open: Vec<Open> = Vec::new();
+    let mut deepest = 0;
+    let mut pos = 0usize;
+    while let (Some(group), Some(element)) = (u16_at(bytes, pos), u16_at(bytes, pos + 2)) {
+        while open.last().is_some_and(|o| o.end.is_some_and(|end| pos >= end)) {
+            open.pop();
+        }
+        if group == 0xFFFE {
+            let Some(length) = u32_at(bytes, pos + 4) else { break };
+            pos += 8;
+            match element {
+                ITEM if open.last().is_some_and(|o| o.fragments) => pos = pos.saturating_add(length as usize),
+                ITEM => open.push(Open { end: (length != UNDEFINED).then(|| pos.saturating_add(length as usize)), fragments: false }),
+                ITEM_END | SEQUENCE_END => {
+                    open.pop();
+                }
+                _ => {}
+            }
+        } else {
+            let (length, header, sequence) = match encoding {
+                Encoding::ExplicitLittle => {
+                    let Some(vr) = bytes.get(pos + 4..pos + 6) else { break };
+                    if long_vr(vr) {
+                        let Some(length) = u32_at(bytes, pos + 8) else { break };
+                        (length, 12, vr == b"SQ")
+                    } else {
+                        let Some(length) = u16_at(bytes, pos + 6) else { break };
+                        (u32::from(length), 8, false)
+                    }
+                }
+                Encoding::ImplicitLittle => {
+                    let Some(length) = u32_at(bytes, pos + 4) else { break };
+                    (length, 8, dictionary_sequence(group, element))
+                }
+            };
+            pos += header;
+            if length == UNDEFINED {
+                // An undefined length is a sequence (or UN read as one) or encapsulated pixel data.
+                open.push(Open { end: None, fragments: (group, element) == PIXEL_DATA });
+            } else if sequence {
+                open.push(Open { end: Some(pos.saturating_add(length as usize)), fragments: false });
+            } else {
+                pos = pos.saturating_add(length as usize);
+            }
+        }
+        deepest = deepest.max(open.len());
+        if open.len() > max_depth {
+            return Err(open.len());
+        }
+    }
+    Ok(deepest)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// `levels` sequences, each holding one item holding the next: undefined lengths in
+    /// explicit VR little endian, as the crafted objects that crashed the process.
+    pub(crate) fn nested_undefined(levels: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for _ in 0..levels {
+            out.extend_from_slice(&[0x08, 0x00, 0x15, 0x11, b'S', b'Q', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF]);
+            out.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        }
+        for _ in 0..levels {
+            out.extend_from_slice(&[0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]);
+            out.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        }
+        out
+    }
+
+    /// The same with defined lengths in implicit VR (the dictionary says (0008,1115) is SQ).
+    fn nested_defined_implicit(levels: usize) -> Vec<u8> {
+        let mut inner: Vec<u8> = Vec::new();
+        for _ in 0..levels {
+            let mut item = vec![0xFE, 0xFF, 0x00, 0xE0];
+            item.extend_from_slice(&(inner.len() as u32).to_le_bytes());
+            item.extend_from_slice(&inner);
+            let mut seq = vec![0x08, 0x00, 0x15, 0x11];
+            seq.extend_from_slice(&(item.len() as u32).to_le_bytes());
+            seq.extend_from_slice(&item);
+            inner = seq;
+        }
+        inner
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_and_shallow_nesting_passes() {
+        assert_eq!(check(&nested_undefined(3), Encoding::ExplicitLittle, MAX_DEPTH), Ok(6));
+        assert_eq!(check(&nested_undefined(2000), Encoding::ExplicitLittle, MAX_DEPTH), Err(MAX_DEPTH + 1));
+        assert_eq!(check(&nested_defined_implicit(3), Encoding::ImplicitLittle, MAX_DEPTH), Ok(6));
+        assert!(check(&nested_defined_implicit(1000), Encoding::ImplicitLittle, MAX_DEPTH).is_err());
+        // Truncated or garbage input ends the scan without a verdict of its own.
+        assert!(check(&nested_undefined(2000)[..7], Encoding::ExplicitLittle, MAX_DEPTH).is_ok());
+        assert!(check(b"\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF", Encoding::ImplicitLittle, MAX_DEPTH).is_ok());
+    }
+
+    #[test]
+    fn pixel_data_fragments_are_skipped_not_parsed() {
+        // (7FE0,0010) OB undefined length, an empty offset table, one fragment whose bytes
+        // look like thousands of nested items, then the sequence delimiter.
+        let mut out = vec![0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF];
+        out.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0, 0, 0, 0]);
+        let fragment = nested_undefined(500);
+        out.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0]);
+        out.extend_from_slice(&(fragment.len() as u32).to_le_bytes());
+        out.extend_from_slice(&fragment);
+        out.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        assert_eq!(check(&out, Encoding::ExplicitLittle, MAX_DEPTH), Ok(1));
+    }
+}
