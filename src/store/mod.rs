@@ -37,7 +37,7 @@ pub enum StoreError {
 }
 
 /// API key roles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Submits images and reads its own results (a camera, a clinic system).
