@@ -451,7 +451,8 @@ mod tests {
             knob.apply(&mut c, &knob.show(&with_options)).unwrap();
             assert_eq!(knob.show(&c), knob.show(&with_options), "{}", knob.key);
         }
-        assert_eq!(knobs()[4].env(), "DRSCREEN_MAX_BATCH");
+        let max_batch = knobs().iter().find(|k| k.key == "engine.max_batch").unwrap();
+        assert_eq!((max_batch.flag, max_batch.env().as_str()), ("max-batch", "DRSCREEN_MAX_BATCH"));
     }
 
     #[test]
