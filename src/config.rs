@@ -220,9 +220,14 @@ pub struct Knob {
     pub choices: &'static [&'static str],
     /// A comma-separated list; the flag may be repeated.
     pub list: bool,
-    set: Box<dyn Fn(&mut Config, &str) -> Result<(), String> + Send + Sync>,
-    get: Box<dyn Fn(&Config) -> Option<String> + Send + Sync>,
+    set: KnobSetter,
+    get: KnobGetter,
 }
+
+/// Parses flag text into the knob's field.
+type KnobSetter = Box<dyn Fn(&mut Config, &str) -> Result<(), String> + Send + Sync>;
+/// The knob's field as flag text, `None` when empty or absent.
+type KnobGetter = Box<dyn Fn(&Config) -> Option<String> + Send + Sync>;
 
 impl Knob {
     /// `DRSCREEN_` and the flag in upper snake case: `--max-batch` is `DRSCREEN_MAX_BATCH`.
