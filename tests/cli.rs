@@ -63,3 +63,59 @@ fn validate_writes_the_report() {
     }
     assert!(image::open(dir.path().join("roc.png")).is_ok());
 }
+
+/// `--help` shows each knob's default as `Config::default()` holds it: one source.
+#[test]
+fn help_shows_the_config_defaults() {
+    let out = Command::new(common::bin()).arg("--help").env_clear().output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let help = String::from_utf8_lossy(&out.stdout);
+    let defaults = drscreen::config::Config::default();
+    assert_eq!(drscreen::config::knobs().len(), 28);
+    for knob in drscreen::config::knobs() {
+        // An entry runs from its flag's line to the next line that starts another option.
+        let lines: Vec<&str> = help.lines().collect();
+        let first = lines.iter().position(|l| l.contains(&format!("--{} <", knob.flag)));
+        let first = first.unwrap_or_else(|| panic!("--{} not in help:\n{help}", knob.flag));
+        let len = lines[first + 1..].iter().position(|l| l.trim_start().starts_with('-')).unwrap_or(lines.len() - first - 1);
+        let entry = lines[first..=first + len].join("\n");
+        let shown = format!("[default: {}]", knob.show(&defaults));
+        assert!(entry.contains(&shown), "--{} shows no {shown}: {entry}", knob.flag);
+        assert!(entry.contains(&format!("[env: {}", knob.env())), "{entry}");
+    }
+    assert!(help.contains("[default: 1] [env: DRSCREEN_MAX_BATCH"), "{help}");
+    assert!(help.contains("[default: 0.1] [env: DRSCREEN_QA_RESCREEN_SHARE"), "{help}");
+}
+
+/// The range check on qa_rescreen_share holds whichever layer sets it, and the error
+/// names where the bad value came from.
+#[test]
+fn out_of_range_settings_are_refused_from_file_env_and_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("drscreen.toml");
+    std::fs::write(&file, "[review]\nqa_rescreen_share = 1.5\n").unwrap();
+    let run = |args: &[&str], env: Option<(&str, &str)>| {
+        let mut cmd = Command::new(common::bin());
+        cmd.args(args).args(["keys", "revoke", "nope", "--data-dir"]).arg(dir.path().join("data"));
+        if let Some((k, v)) = env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let file_arg = file.to_str().unwrap();
+    let err = run(&["--config", file_arg], None);
+    assert!(err.contains("review.qa_rescreen_share must be between 0 and 1, got 1.5"), "{err}");
+    assert!(err.contains("drscreen.toml"), "{err}");
+    let err = run(&[], Some(("DRSCREEN_QA_RESCREEN_SHARE", "-0.2")));
+    assert!(err.contains("from DRSCREEN_QA_RESCREEN_SHARE: review.qa_rescreen_share must be between 0 and 1, got -0.2"), "{err}");
+    let err = run(&["--qa-rescreen-share", "NaN"], None);
+    assert!(err.contains("from --qa-rescreen-share: review.qa_rescreen_share must be between 0 and 1"), "{err}");
+    // A valid flag overrides the file's bad value: only the merged result is checked.
+    let err = run(&["--config", file_arg, "--qa-rescreen-share", "0.5"], None);
+    assert!(err.contains("no active key with id nope"), "{err}");
+    std::fs::write(&file, "[dicom]\nsr_retry_initial_secs = 60.0\nsr_retry_max_secs = 30.0\n").unwrap();
+    let err = run(&["--config", file_arg], None);
+    assert!(err.contains("dicom.sr_retry_max_secs must be"), "{err}");
+}

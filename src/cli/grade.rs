@@ -16,7 +16,7 @@ use drscreen::grading::{ImageFinding, Laterality};
 use drscreen::pipeline::Screener;
 use serde::Serialize;
 
-use crate::GlobalArgs;
+use crate::cli::GlobalArgs;
 
 #[derive(Args)]
 pub struct GradeArgs {
@@ -206,6 +206,73 @@ pub fn grade_items(screener: &Screener, items: &[Item]) -> Vec<Result<ImageFindi
     results.into_iter().enumerate().map(|(i, r)| r.unwrap_or_else(|| Err(unreadable(&items[i], "internal", "no result".into())))).collect()
 }
 
+const CSV_HEADER: [&str; 15] = [
+    "exam_id",
+    "path",
+    "laterality",
+    "gradable",
+    "quality_reasons",
+    "grade",
+    "dme",
+    "referable_probability",
+    "decision",
+    "exam_outcome",
+    "model_name",
+    "model_version",
+    "model_sha256",
+    "error_code",
+    "error",
+];
+
+/// One CSV row per image of the exam, graded or not, in `CSV_HEADER`'s columns.
+fn write_csv_exam(
+    w: &mut csv::Writer<Vec<u8>>,
+    exam_id: &str,
+    result: &drscreen::grading::ExamResult,
+    unreadable: &[&Unreadable],
+) -> anyhow::Result<()> {
+    let m = &result.model;
+    for f in &result.images {
+        w.write_record([
+            exam_id,
+            f.source.as_deref().unwrap_or_default(),
+            f.laterality.as_str(),
+            &f.quality.gradable.to_string(),
+            &f.quality.reasons.join(";"),
+            &f.dr.as_ref().map(|d| d.grade.to_string()).unwrap_or_default(),
+            &f.dme.as_ref().map(|d| d.present.to_string()).unwrap_or_default(),
+            &f.dr.as_ref().map(|d| format!("{:.4}", d.referable_probability)).unwrap_or_default(),
+            serde_json::to_value(f.decision)?.as_str().unwrap_or_default(),
+            result.outcome.as_str(),
+            &m.name,
+            &m.version,
+            &m.sha256,
+            "",
+            "",
+        ])?;
+    }
+    for u in unreadable {
+        w.write_record([
+            exam_id,
+            &u.path,
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            result.outcome.as_str(),
+            &m.name,
+            &m.version,
+            &m.sha256,
+            &u.code,
+            &u.error,
+        ])?;
+    }
+    Ok(())
+}
+
 #[derive(Serialize)]
 struct ExamLine<'a> {
     exam_id: &'a str,
@@ -235,27 +302,14 @@ pub fn run(global: &GlobalArgs, args: GradeArgs) -> anyhow::Result<ExitCode> {
         Some(p) => Box::new(std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?),
         None => Box::new(std::io::stdout().lock()),
     };
-    let mut csv_writer = matches!(args.format, OutputFormat::Csv).then(|| {
-        let mut w = csv::Writer::from_writer(Vec::new());
-        let _ = w.write_record([
-            "exam_id",
-            "path",
-            "laterality",
-            "gradable",
-            "quality_reasons",
-            "grade",
-            "dme",
-            "referable_probability",
-            "decision",
-            "exam_outcome",
-            "model_name",
-            "model_version",
-            "model_sha256",
-            "error_code",
-            "error",
-        ]);
-        w
-    });
+    let mut csv_writer = match args.format {
+        OutputFormat::Jsonl => None,
+        OutputFormat::Csv => {
+            let mut w = csv::Writer::from_writer(Vec::new());
+            w.write_record(CSV_HEADER)?;
+            Some(w)
+        }
+    };
     for (exam_id, (findings, unreadable)) in exams {
         let result = screener.exam(findings);
         match csv_writer.as_mut() {
@@ -263,47 +317,7 @@ pub fn run(global: &GlobalArgs, args: GradeArgs) -> anyhow::Result<ExitCode> {
                 let line = ExamLine { exam_id, result: &result, unreadable };
                 writeln!(out, "{}", serde_json::to_string(&line)?)?;
             }
-            Some(w) => {
-                let m = &result.model;
-                for f in &result.images {
-                    w.write_record([
-                        exam_id,
-                        f.source.as_deref().unwrap_or_default(),
-                        f.laterality.as_str(),
-                        &f.quality.gradable.to_string(),
-                        &f.quality.reasons.join(";"),
-                        &f.dr.as_ref().map(|d| d.grade.to_string()).unwrap_or_default(),
-                        &f.dme.as_ref().map(|d| d.present.to_string()).unwrap_or_default(),
-                        &f.dr.as_ref().map(|d| format!("{:.4}", d.referable_probability)).unwrap_or_default(),
-                        serde_json::to_value(f.decision)?.as_str().unwrap_or_default(),
-                        result.outcome.as_str(),
-                        &m.name,
-                        &m.version,
-                        &m.sha256,
-                        "",
-                        "",
-                    ])?;
-                }
-                for u in unreadable {
-                    w.write_record([
-                        exam_id,
-                        &u.path,
-                        "",
-                        "",
-                        "",
-                        "",
-                        "",
-                        "",
-                        "",
-                        result.outcome.as_str(),
-                        &m.name,
-                        &m.version,
-                        &m.sha256,
-                        &u.code,
-                        &u.error,
-                    ])?;
-                }
-            }
+            Some(w) => write_csv_exam(w, exam_id, &result, &unreadable)?,
         }
     }
     if let Some(w) = csv_writer {

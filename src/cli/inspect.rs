@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use drscreen::model::{ModelPackage, ModelSession, runtime};
 
-use crate::GlobalArgs;
+use crate::cli::GlobalArgs;
 
 pub fn run(global: &GlobalArgs, package: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let config = global.config()?;

@@ -6,14 +6,14 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use drscreen::store::{Role, Store};
 
-use crate::GlobalArgs;
+use crate::cli::GlobalArgs;
 
 #[derive(Subcommand)]
 pub enum KeysCommand {
     /// Create an API key (only its hash is stored; the key is shown once).
     Create {
         /// device (submit, read own results), clinician (read, review) or admin.
-        #[arg(long, value_enum)]
+        #[arg(long, value_parser = role_parser())]
         role: Role,
     },
     /// Revoke an API key by its id (the part after `drs_`).
@@ -21,6 +21,14 @@ pub enum KeysCommand {
         /// The key id.
         id: String,
     },
+}
+
+/// `Role` stays free of clap; the CLI lists its names and maps them back.
+fn role_parser() -> impl clap::builder::TypedValueParser<Value = Role> {
+    use clap::builder::TypedValueParser;
+    let roles = [Role::Device, Role::Clinician, Role::Admin];
+    clap::builder::PossibleValuesParser::new(roles.map(Role::as_str))
+        .try_map(|name| Role::parse(&name).ok_or_else(|| format!("unknown role '{name}'")))
 }
 
 pub fn run(global: &GlobalArgs, cmd: KeysCommand) -> anyhow::Result<ExitCode> {

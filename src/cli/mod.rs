@@ -5,7 +5,10 @@ pub mod inspect;
 pub mod keys;
 pub mod loadtest;
 pub mod serve;
+pub mod settings;
 pub mod validate;
+
+pub use settings::GlobalArgs;
 
 use drscreen::config::Config;
 use drscreen::engine::Engine;

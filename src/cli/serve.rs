@@ -9,7 +9,7 @@ use drscreen::http::{self, AppState};
 use drscreen::service::ScreeningService;
 use drscreen::store::Store;
 
-use crate::GlobalArgs;
+use crate::cli::GlobalArgs;
 
 pub fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let config = global.config()?;

@@ -10,7 +10,7 @@ use drscreen::grading::Laterality;
 use drscreen::report::validation::{self, LabelRow};
 
 use super::grade::{Item, grade_items};
-use crate::GlobalArgs;
+use crate::cli::GlobalArgs;
 
 #[derive(Args)]
 pub struct ValidateArgs {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::ModelError;
 
 /// Which execution provider the session should use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ExecutionProvider {
     /// ONNX Runtime's default CPU provider.
@@ -25,6 +25,18 @@ pub enum ExecutionProvider {
 }
 
 impl ExecutionProvider {
+    /// Every provider, in the order `--help` lists them.
+    pub const ALL: [Self; 3] = [Self::Cpu, Self::Cuda, Self::Tensorrt];
+
+    /// The name used in the config file and on the command line (as serde writes it).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Cpu => "cpu",
+            Self::Cuda => "cuda",
+            Self::Tensorrt => "tensorrt",
+        }
+    }
+
     /// The provider's name as ONNX Runtime reports it.
     pub fn ort_name(self) -> &'static str {
         match self {
@@ -32,6 +44,14 @@ impl ExecutionProvider {
             Self::Cuda => "CUDAExecutionProvider",
             Self::Tensorrt => "TensorrtExecutionProvider",
         }
+    }
+}
+
+impl std::str::FromStr for ExecutionProvider {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s).ok_or_else(|| format!("unknown execution provider '{s}' (cpu, cuda or tensorrt)"))
     }
 }
 
