@@ -271,8 +271,15 @@ pub fn grade(api: &impl Api, key: &str, image: &Image) -> Reply {
 /// part, or any other part a test needs.
 #[derive(Debug, Clone, Default)]
 pub struct Exam {
-    /// (name, file name, Content-Type, bytes)
-    parts: Vec<(String, Option<String>, Option<String>, Vec<u8>)>,
+    parts: Vec<FormPart>,
+}
+
+#[derive(Debug, Clone)]
+struct FormPart {
+    name: String,
+    file_name: Option<String>,
+    content_type: Option<String>,
+    bytes: Vec<u8>,
 }
 
 const BOUNDARY: &str = "drscreen-test-boundary-5c0f9e2a71d84b36";
@@ -300,14 +307,19 @@ impl Exam {
 
     /// Any part; no Content-Type header when `content_type` is None.
     pub fn part(mut self, name: &str, file_name: Option<&str>, content_type: Option<&str>, bytes: Vec<u8>) -> Self {
-        self.parts.push((name.into(), file_name.map(Into::into), content_type.map(Into::into), bytes));
+        self.parts.push(FormPart {
+            name: name.into(),
+            file_name: file_name.map(Into::into),
+            content_type: content_type.map(Into::into),
+            bytes,
+        });
         self
     }
 
     /// The multipart/form-data Content-Type and body.
     pub fn encode(&self) -> (String, Vec<u8>) {
         let mut body = Vec::new();
-        for (name, file_name, content_type, bytes) in &self.parts {
+        for FormPart { name, file_name, content_type, bytes } in &self.parts {
             body.extend_from_slice(format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"").as_bytes());
             if let Some(f) = file_name {
                 body.extend_from_slice(format!("; filename=\"{f}\"").as_bytes());
