@@ -170,6 +170,15 @@ impl Config {
         // dicom-ul cannot negotiate a PDU below the standard's minimum.
         within("dicom.max_pdu", d.max_pdu.into(), dicom_ul::pdu::MINIMUM_PDU_SIZE.into(), dicom_ul::pdu::MAXIMUM_PDU_SIZE.into())?;
         positive("dicom.max_associations", d.max_associations as u64)?;
+        positive("dicom.max_connections_per_host", d.max_connections_per_host as u64)?;
+        positive("dicom.max_associations_per_ae", d.max_associations_per_ae as u64)?;
+        positive("dicom.artim_timeout_secs", d.artim_timeout_secs)?;
+        positive("exams.max_images_per_exam", self.exams.max_images_per_exam as u64)?;
+        positive("exams.max_reference_chars", self.exams.max_reference_chars as u64)?;
+        positive("exams.max_instances_per_request", self.exams.max_instances_per_request as u64)?;
+        positive("http.max_connections", self.http.max_connections as u64)?;
+        positive("http.header_read_secs", self.http.header_read_secs)?;
+        positive("http.body_idle_secs", self.http.body_idle_secs)?;
         if let Some(dest) = &d.sr_destination {
             ae_title("dicom.sr_destination.ae_title", &dest.ae_title)?;
             ensure(!dest.host.trim().is_empty(), "dicom.sr_destination.host", || "must not be empty".into())?;
@@ -412,6 +421,15 @@ static KNOBS: LazyLock<Vec<Knob>> = LazyLock::new(|| {
         "sr-destination" => dicom.sr_destination: "PACS receiving each exam's SR by C-STORE, as AE@host:port";
         "sr-retry-initial-secs" => dicom.sr_retry_initial_secs: "First SR push retry delay, seconds; doubles per failure";
         "sr-retry-max-secs" => dicom.sr_retry_max_secs: "Longest SR push retry delay, seconds; pushes are never dropped";
+        "dicom-max-connections-per-host" => dicom.max_connections_per_host: "DICOM connections from one host at once";
+        "dicom-max-associations-per-ae" => dicom.max_associations_per_ae: "DICOM associations per calling AE title at once";
+        "dicom-artim-timeout-secs" => dicom.artim_timeout_secs: "Seconds a new DICOM connection may take to send its A-ASSOCIATE-RQ";
+        "max-images-per-exam" => exams.max_images_per_exam: "Images in one exam (HTTP upload or DICOM study)";
+        "max-reference-chars" => exams.max_reference_chars: "Characters in external_exam_ref, patient_ref and view names";
+        "max-instances-per-request" => exams.max_instances_per_request: "DICOM instances in one STOW-RS request";
+        "http-max-connections" => http.max_connections: "Open HTTP connections at once; beyond it new connections are closed";
+        "http-header-read-secs" => http.header_read_secs: "Seconds a client may take to send request headers (also the keep-alive idle time)";
+        "http-body-idle-secs" => http.body_idle_secs: "Seconds a request body may stall before the request ends (408)";
     }
 });
 

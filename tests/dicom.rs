@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{Server, fixture, http};
+use common::{Image, Server, fixture, grade, http};
 
 const STUDY: &str = "1.2.826.0.1.3680043.8.498.4242";
 
@@ -316,20 +316,13 @@ fn stow_rs_and_dicom_grading() {
     assert_eq!(exam["result"]["images"].as_array().unwrap().len(), 2);
 
     // POST /v1/grade with application/dicom: laterality from the object.
-    let r =
-        c.post(format!("{}/v1/grade", server.url)).bearer_auth(&key).header("content-type", "application/dicom").body(left).send().unwrap();
-    assert_eq!(r.status(), 200);
-    let finding: serde_json::Value = r.json().unwrap();
+    let r = grade(&server, &key, &Image::bytes(left, "application/dicom"));
+    assert_eq!(r.status, 200);
+    let finding = r.json();
     assert_eq!(finding["laterality"], "left");
     assert_eq!(finding["image"]["format"], "dicom");
-    let r = c
-        .post(format!("{}/v1/grade", server.url))
-        .bearer_auth(&key)
-        .header("content-type", "application/dicom")
-        .body(b"junk".to_vec())
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 422);
+    let r = grade(&server, &key, &Image::bytes(b"junk".to_vec(), "application/dicom"));
+    assert_eq!(r.status, 422);
     let _ = server.stop();
 }
 

@@ -1,6 +1,6 @@
 //! The KServe v2 / Open Inference Protocol edge against a real `drscreen serve` process:
-//! binary and JSON tensors, encoded images through the full pipeline, metadata, health,
-//! errors, and Triton's own Python client. Expected values come from the in-process
+//! binary and JSON tensors, encoded images through the full pipeline, and Triton's own
+//! Python client; metadata, health and errors in-process through the router. Expected values come from the in-process
 //! engine over the same committed model.
 
 mod common;
@@ -127,8 +127,10 @@ fn assert_matches(decoded: &Decoded, fixtures: &[&str]) {
     }
 }
 
+const INFER: &str = "/v2/models/dr-synth/infer";
+
 fn infer_url(server: &common::Server) -> String {
-    format!("{}/v2/models/dr-synth/infer", server.url)
+    format!("{}{INFER}", server.url)
 }
 
 #[test]
@@ -268,27 +270,25 @@ fn image_bytes_run_the_full_pipeline_and_return_findings() {
     assert_eq!(response.status(), 400);
 }
 
+/// Routing, metadata, auth and errors need no process: in-process through the router.
 #[test]
 fn metadata_health_and_errors() {
-    let server = common::Server::start(&[]);
-    let key = server.key("device");
-    let http = common::http();
-    let get = |path: &str, key: Option<&str>| {
-        let mut r = http.get(format!("{}{path}", server.url));
-        if let Some(k) = key {
-            r = r.bearer_auth(k);
-        }
-        r.send().unwrap()
+    use common::Api;
+    let app = common::App::new();
+    let key = app.key("device");
+    let get = |path: &str, key: Option<&str>| common::get(&app, path, key);
+    let post = |path: &str, key: Option<&str>, body: &str| {
+        app.send(common::request(axum::http::Method::POST, path, key).body(body.as_bytes().to_vec()).unwrap())
     };
     for path in ["/v2/health/live", "/v2/health/ready", "/v2/models/dr-synth/ready"] {
-        assert_eq!(get(path, None).status(), 200, "{path}");
+        assert_eq!(get(path, None).status, 200, "{path}");
     }
-    let server_meta: Value = get("/v2", Some(&key)).json().unwrap();
+    let server_meta: Value = get("/v2", Some(&key)).json();
     assert_eq!(server_meta["name"], "drscreen");
     assert_eq!(server_meta["extensions"], json!(["binary_tensor_data"]));
 
     let manifest = &common::package().manifest;
-    let meta: Value = get("/v2/models/dr-synth", Some(&key)).json().unwrap();
+    let meta: Value = get("/v2/models/dr-synth", Some(&key)).json();
     assert_eq!(meta["name"], "dr-synth");
     assert_eq!(meta["versions"], json!([manifest.version]));
     assert_eq!(meta["platform"], "onnxruntime_onnx");
@@ -306,25 +306,25 @@ fn metadata_health_and_errors() {
             ("finding".into(), json!([-1])),
         ]
     );
-    let versioned: Value = get(&format!("/v2/models/dr-synth/versions/{}", manifest.version), Some(&key)).json().unwrap();
+    let versioned: Value = get(&format!("/v2/models/dr-synth/versions/{}", manifest.version), Some(&key)).json();
     assert_eq!(versioned, meta);
 
     for path in ["/v2/models/nope", "/v2/models/dr-synth/versions/9.9.9", "/v2/models/nope/ready"] {
         let response = get(path, Some(&key));
-        assert_eq!(response.status(), 404, "{path}");
-        assert!(response.json::<Value>().unwrap()["code"].is_string());
+        assert_eq!(response.status, 404, "{path}");
+        assert!(response.json()["code"].is_string());
     }
-    let response = http.post(format!("{}/v2/models/nope/infer", server.url)).bearer_auth(&key).body("{}").send().unwrap();
-    assert_eq!(response.status(), 404);
+    let response = post("/v2/models/nope/infer", Some(&key), "{}");
+    assert_eq!(response.status, 404);
 
     // Metadata and inference need a key; a malformed request with a key is a JSON 400.
-    assert_eq!(get("/v2/models/dr-synth", None).status(), 401);
-    let response = http.post(infer_url(&server)).body(r#"{"inputs": []}"#).send().unwrap();
-    assert_eq!(response.status(), 401);
-    assert_eq!(response.json::<Value>().unwrap()["code"], "unauthenticated");
-    let response = http.post(infer_url(&server)).bearer_auth(&key).body("not json").send().unwrap();
-    assert_eq!(response.status(), 400);
-    assert!(response.json::<Value>().unwrap()["error"].is_string());
+    assert_eq!(get("/v2/models/dr-synth", None).status, 401);
+    let response = post(INFER, None, r#"{"inputs": []}"#);
+    assert_eq!(response.status, 401);
+    assert_eq!(response.json()["code"], "unauthenticated");
+    let response = post(INFER, Some(&key), "not json");
+    assert_eq!(response.status, 400);
+    assert!(response.json()["error"].is_string());
 }
 
 #[test]

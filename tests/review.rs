@@ -4,26 +4,18 @@
 
 mod common;
 
-use common::{Server, fixture, http};
+use common::{Exam, Server, http, upload_exam};
 use reqwest::StatusCode;
-use reqwest::blocking::multipart::{Form, Part};
 use serde_json::{Value, json};
 
-fn exam_form(parts: &[(&str, &str)]) -> Form {
-    let mut form = Form::new().text("metadata", r#"{"external_exam_ref":"ACC-R1","patient_ref":"PID-R1"}"#);
-    for (lat, name) in parts {
-        let bytes = std::fs::read(fixture(name)).unwrap();
-        let mime = if name.ends_with(".png") { "image/png" } else { "image/jpeg" };
-        form = form.part(lat.to_string(), Part::bytes(bytes).file_name(name.to_string()).mime_str(mime).unwrap());
-    }
-    form
-}
-
-/// Submits an exam as a device; returns its id.
+/// Submits an exam as a device; returns it.
 fn submit_exam(server: &Server, device_key: &str, parts: &[(&str, &str)]) -> Value {
-    let r = http().post(format!("{}/v1/exams", server.url)).bearer_auth(device_key).multipart(exam_form(parts)).send().unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    r.json().unwrap()
+    let exam = parts
+        .iter()
+        .fold(Exam::new().metadata(r#"{"external_exam_ref":"ACC-R1","patient_ref":"PID-R1"}"#), |e, (lat, name)| e.image(lat, name));
+    let r = upload_exam(server, device_key, &exam);
+    assert_eq!(r.status, StatusCode::CREATED);
+    r.json()
 }
 
 fn post_review(server: &Server, key: &str, exam: &str, body: Value) -> (StatusCode, Value) {

@@ -4,8 +4,7 @@
 
 mod common;
 
-use common::{Server, fixture, http, root};
-use reqwest::blocking::multipart::{Form, Part};
+use common::{Exam, Server, http, root, upload_exam};
 
 #[test]
 fn clinician_signs_off_a_flagged_exam_in_a_real_browser() {
@@ -18,12 +17,8 @@ fn clinician_signs_off_a_flagged_exam_in_a_real_browser() {
 
     let server = Server::start(&[]);
     let (device, clinician, admin) = (server.key("device"), server.key("clinician"), server.key("admin"));
-    let mut form = Form::new().text("metadata", r#"{"external_exam_ref":"ACC-E2E"}"#);
-    for (lat, name) in [("right", "grade3_R.jpg"), ("left", "grade3_L.jpg")] {
-        form = form.part(lat, Part::bytes(std::fs::read(fixture(name)).unwrap()).file_name(name).mime_str("image/jpeg").unwrap());
-    }
-    let exam: serde_json::Value =
-        http().post(format!("{}/v1/exams", server.url)).bearer_auth(&device).multipart(form).send().unwrap().json().unwrap();
+    let form = Exam::new().metadata(r#"{"external_exam_ref":"ACC-E2E"}"#).image("right", "grade3_R.jpg").image("left", "grade3_L.jpg");
+    let exam = upload_exam(&server, &device, &form).json();
     assert_eq!(exam["flagged"], true, "{exam}");
     let exam_id = exam["id"].as_str().unwrap();
 

@@ -1,9 +1,17 @@
-//! Shared test helpers: the committed model and fixtures, and one engine per test binary.
+//! Shared test helpers: the committed model and fixtures, one engine per test binary,
+//! the two ways to reach the HTTP API (an in-process [`App`] driven through the axum
+//! `Router` with `oneshot`, and a real [`Server`] process), and the one way every test
+//! uploads an exam ([`upload_exam`]) or grades an image ([`grade`]) over either.
 
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
+
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use drscreen::http::AppState;
+use drscreen::service::ScreeningService;
+use drscreen::store::{Role, Store};
 
 use drscreen::config::Config;
 use drscreen::engine::Engine;
@@ -68,10 +76,16 @@ pub struct Server {
     pub dicom_port: Option<u16>,
     pub data_dir: PathBuf,
     child: std::process::Child,
+    client: OnceLock<reqwest::blocking::Client>,
     _temp: Option<tempfile::TempDir>,
 }
 
 impl Server {
+    /// The shared client (created on first use).
+    fn client(&self) -> &reqwest::blocking::Client {
+        self.client.get_or_init(http)
+    }
+
     /// Starts a server on a fresh temporary data directory.
     pub fn start(extra_args: &[&str]) -> Self {
         let temp = tempfile::tempdir().unwrap();
@@ -108,7 +122,7 @@ impl Server {
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|addr| addr.rsplit(':').next())
             .and_then(|p| p.parse().ok());
-        Self { url, dicom_port, data_dir: data_dir.to_path_buf(), child, _temp: None }
+        Self { url, dicom_port, data_dir: data_dir.to_path_buf(), child, client: OnceLock::new(), _temp: None }
     }
 
     /// Creates an API key with `role` in this server's data directory.
@@ -140,4 +154,235 @@ impl Drop for Server {
 /// A blocking HTTP client for tests.
 pub fn http() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(120)).build().unwrap()
+}
+
+/// A response from either transport: status, headers and the whole body.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// The body as JSON (panics with the status and body when it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{} body is not JSON ({e}): {}", self.status, String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Something that answers HTTP requests: the in-process [`App`] or a real [`Server`].
+pub trait Api {
+    /// Sends `request` (its URI is a path and query) and reads the whole response.
+    fn send(&self, request: Request<Vec<u8>>) -> Reply;
+    /// Creates an API key with `role` ("device", "clinician", "admin").
+    fn key(&self, role: &str) -> String;
+}
+
+impl Api for Server {
+    fn send(&self, request: Request<Vec<u8>>) -> Reply {
+        let (parts, body) = request.into_parts();
+        let response = self
+            .client()
+            .request(parts.method, format!("{}{}", self.url, parts.uri))
+            .headers(parts.headers)
+            .body(body)
+            .send()
+            .unwrap_or_else(|e| panic!("{}: {e}", parts.uri));
+        let (status, headers) = (response.status(), response.headers().clone());
+        Reply { status, headers, body: response.bytes().unwrap().to_vec() }
+    }
+
+    fn key(&self, role: &str) -> String {
+        Server::key(self, role)
+    }
+}
+
+/// A request to `path`, with `Authorization: Bearer <key>` when a key is given.
+pub fn request(method: Method, path: &str, key: Option<&str>) -> axum::http::request::Builder {
+    let builder = Request::builder().method(method).uri(path);
+    match key {
+        Some(k) => builder.header(header::AUTHORIZATION, format!("Bearer {k}")),
+        None => builder,
+    }
+}
+
+/// `GET path`, with a key when given.
+pub fn get(api: &impl Api, path: &str, key: Option<&str>) -> Reply {
+    api.send(request(Method::GET, path, key).body(Vec::new()).unwrap())
+}
+
+fn media_type_of(name: &str) -> &'static str {
+    match name.rsplit('.').next() {
+        Some("png") => "image/png",
+        Some("tif" | "tiff") => "image/tiff",
+        Some("dcm") => "application/dicom",
+        _ => "image/jpeg",
+    }
+}
+
+/// One `POST /v1/grade` body: the image bytes, their Content-Type and an optional
+/// `?laterality=`.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub bytes: Vec<u8>,
+    pub content_type: String,
+    pub laterality: Option<String>,
+}
+
+impl Image {
+    /// A committed fixture, typed by its extension.
+    pub fn fixture(name: &str) -> Self {
+        Self::bytes(std::fs::read(fixture(name)).unwrap(), media_type_of(name))
+    }
+
+    pub fn bytes(bytes: impl Into<Vec<u8>>, content_type: &str) -> Self {
+        Self { bytes: bytes.into(), content_type: content_type.into(), laterality: None }
+    }
+
+    pub fn laterality(mut self, laterality: &str) -> Self {
+        self.laterality = Some(laterality.into());
+        self
+    }
+
+    pub fn content_type(mut self, content_type: &str) -> Self {
+        self.content_type = content_type.into();
+        self
+    }
+}
+
+/// Grades one image: `POST /v1/grade` (the one helper every test uses).
+pub fn grade(api: &impl Api, key: &str, image: &Image) -> Reply {
+    let path = match &image.laterality {
+        Some(l) => format!("/v1/grade?laterality={l}"),
+        None => "/v1/grade".into(),
+    };
+    let request =
+        request(Method::POST, &path, Some(key)).header(header::CONTENT_TYPE, &image.content_type).body(image.bytes.clone()).unwrap();
+    api.send(request)
+}
+
+/// One multipart `POST /v1/exams` body: image parts `left`/`right`, a `metadata` JSON
+/// part, or any other part a test needs.
+#[derive(Debug, Clone, Default)]
+pub struct Exam {
+    parts: Vec<FormPart>,
+}
+
+#[derive(Debug, Clone)]
+struct FormPart {
+    name: String,
+    file_name: Option<String>,
+    content_type: Option<String>,
+    bytes: Vec<u8>,
+}
+
+const BOUNDARY: &str = "drscreen-test-boundary-5c0f9e2a71d84b36";
+
+impl Exam {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The usual exam: the `left` and `right` fixtures.
+    pub fn eyes(left: &str, right: &str) -> Self {
+        Self::new().image("left", left).image("right", right)
+    }
+
+    /// An image part named `part` ("left", "right") holding a committed fixture.
+    pub fn image(self, part: &str, fixture_name: &str) -> Self {
+        let bytes = std::fs::read(fixture(fixture_name)).unwrap();
+        self.part(part, Some(fixture_name), Some(media_type_of(fixture_name)), bytes)
+    }
+
+    /// The `metadata` part (JSON text).
+    pub fn metadata(self, json: &str) -> Self {
+        self.part("metadata", None, Some("application/json"), json.as_bytes().to_vec())
+    }
+
+    /// Any part; no Content-Type header when `content_type` is None.
+    pub fn part(mut self, name: &str, file_name: Option<&str>, content_type: Option<&str>, bytes: Vec<u8>) -> Self {
+        self.parts.push(FormPart {
+            name: name.into(),
+            file_name: file_name.map(Into::into),
+            content_type: content_type.map(Into::into),
+            bytes,
+        });
+        self
+    }
+
+    /// The multipart/form-data Content-Type and body.
+    pub fn encode(&self) -> (String, Vec<u8>) {
+        let mut body = Vec::new();
+        for FormPart { name, file_name, content_type, bytes } in &self.parts {
+            body.extend_from_slice(format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"").as_bytes());
+            if let Some(f) = file_name {
+                body.extend_from_slice(format!("; filename=\"{f}\"").as_bytes());
+            }
+            body.extend_from_slice(b"\r\n");
+            if let Some(ct) = content_type {
+                body.extend_from_slice(format!("Content-Type: {ct}\r\n").as_bytes());
+            }
+            body.extend_from_slice(b"\r\n");
+            body.extend_from_slice(bytes);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+        (format!("multipart/form-data; boundary={BOUNDARY}"), body)
+    }
+}
+
+/// Uploads an exam: multipart `POST /v1/exams` (the one helper every test uses).
+pub fn upload_exam(api: &impl Api, key: &str, exam: &Exam) -> Reply {
+    let (content_type, body) = exam.encode();
+    api.send(request(Method::POST, "/v1/exams", Some(key)).header(header::CONTENT_TYPE, content_type).body(body).unwrap())
+}
+
+/// The whole HTTP API in-process: `drscreen::http::router` over a temporary store and the
+/// shared engine, driven with `tower::ServiceExt::oneshot` (no port, no process).
+pub struct App {
+    pub router: axum::Router,
+    pub service: Arc<ScreeningService>,
+    runtime: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+impl App {
+    pub fn new() -> Self {
+        Self::with_max_body_bytes(Config::default().limits.max_bytes)
+    }
+
+    /// An app whose request bodies are limited as `--max-image-bytes` limits them.
+    pub fn with_max_body_bytes(max_body_bytes: usize) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).expect("store opens");
+        let service = ScreeningService::new(screener().clone(), store, Config::default().exams);
+        let state =
+            AppState { service: service.clone(), metrics: Arc::new(Default::default()), max_body_bytes, review: Config::default().review };
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        Self { router: drscreen::http::router(state), service, runtime, _dir: dir }
+    }
+}
+
+impl Api for App {
+    fn send(&self, request: Request<Vec<u8>>) -> Reply {
+        use tower::ServiceExt;
+        let router = self.router.clone();
+        self.runtime.block_on(async move {
+            let response = router.oneshot(request.map(axum::body::Body::from)).await.unwrap();
+            let (parts, body) = response.into_parts();
+            let body = axum::body::to_bytes(body, usize::MAX).await.unwrap().to_vec();
+            Reply { status: parts.status, headers: parts.headers, body }
+        })
+    }
+
+    fn key(&self, role: &str) -> String {
+        let role = Role::parse(role).unwrap_or_else(|| panic!("unknown role {role}"));
+        self.service.store.create_key(role, "test").unwrap().1
+    }
 }
