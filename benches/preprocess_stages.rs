@@ -2,13 +2,13 @@
 //! service runs them (so each stage sees the caches its predecessor left, unlike
 //! criterion's isolated loops): decode, field-of-view location, resize, quality
 //! measures, normalisation. Prints mean milliseconds per stage over `STAGES_N` images
-//! (default 300) on one thread. `cargo bench --bench preprocess_stages --features turbojpeg`
-//! gives the libjpeg-turbo decode.
+//! (default 300) on one thread, with the default JPEG backend (libjpeg-turbo);
+//! `STAGES_BACKEND=rust` measures the pure-Rust `jpeg-decoder` instead.
 
 use std::time::Instant;
 
 use drscreen::model::ModelPackage;
-use drscreen::preprocess::{DecodeLimits, Preprocessor, QualityMeasures, decode, fov, tensor};
+use drscreen::preprocess::{DecodeLimits, JpegBackend, Preprocessor, QualityMeasures, decode, fov, tensor};
 
 fn main() -> anyhow::Result<()> {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -18,11 +18,18 @@ fn main() -> anyhow::Result<()> {
     let size = prep.input_size;
     let mut slot = vec![0f32; 3 * (size * size) as usize];
     let n: usize = std::env::var("STAGES_N").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
+    let backend = match std::env::var("STAGES_BACKEND") {
+        Ok(name) => *JpegBackend::AVAILABLE
+            .iter()
+            .find(|b| b.name() == name)
+            .ok_or_else(|| anyhow::anyhow!("STAGES_BACKEND={name}: this build has {:?}", JpegBackend::AVAILABLE))?,
+        Err(_) => JpegBackend::default(),
+    };
     const NAMES: [&str; 5] = ["decode", "fov", "resize", "quality", "normalise"];
     let mut ms = [0f64; 5];
     for i in 0..n + 20 {
         let mut marks = [Instant::now(); 6];
-        let decoded = decode::decode(&bytes, &prep.limits, true)?;
+        let decoded = decode::decode_with(&bytes, &prep.limits, true, backend)?;
         marks[1] = Instant::now();
         let field = fov::locate(decoded.width, decoded.height, &decoded.rgb);
         marks[2] = Instant::now();
@@ -41,6 +48,6 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let parts: Vec<String> = NAMES.iter().zip(ms).map(|(name, t)| format!("{name} {t:.3}")).collect();
-    println!("12 MP JPEG, ms per image over {n}: {} | total {:.3}", parts.join(", "), ms.iter().sum::<f64>());
+    println!("12 MP JPEG ({}), ms per image over {n}: {} | total {:.3}", backend.name(), parts.join(", "), ms.iter().sum::<f64>());
     Ok(())
 }

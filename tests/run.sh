@@ -22,11 +22,6 @@ if ! command -v chromium >/dev/null; then
 fi
 [ -d tests/browser/node_modules/playwright-core ] ||
   npm ci --prefix tests/browser --no-audit --no-fund --silent
-# cmake and nasm build libjpeg-turbo for the `turbojpeg` feature, tested below.
-if ! command -v cmake >/dev/null || ! command -v nasm >/dev/null; then
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq cmake nasm >/dev/null
-fi
+# One build tests both JPEG decoders: tests/preprocess_skew.rs and tests/jpeg_backends.rs
+# run every `preprocess::JpegBackend` compiled in (libjpeg-turbo and jpeg-decoder).
 cargo test --locked "$@"
-# The libjpeg-turbo decoder must meet the same recipe: skew, fixtures, broken inputs.
-cargo test --locked --features turbojpeg --test preprocess_skew --test grade --test cli "$@"

@@ -2,9 +2,10 @@
 //! checked against the pixel limit before any pixel is decoded (decompression bombs),
 //! large JPEGs are decoded at a reduced DCT scale (1/2, 1/4, 1/8) instead of decoding
 //! every pixel and shrinking, and EXIF orientation is applied. Output is always RGB8.
-//! JPEG pixels come from the pure-Rust `jpeg-decoder` by default, or from libjpeg-turbo
-//! with the `turbojpeg` feature (headers and EXIF are read by `jpeg-decoder` either way,
-//! so limits and orientation do not depend on the feature).
+//! JPEG headers and EXIF are always read by the pure-Rust `jpeg-decoder`, so limits,
+//! orientation and the set of accepted files do not depend on the pixel decoder, which
+//! is a [`JpegBackend`]: libjpeg-turbo's (module `libjpeg`, the default `mozjpeg`
+//! feature) or `jpeg-decoder`'s.
 
 use std::io::Cursor;
 
@@ -13,6 +14,8 @@ use image::metadata::Orientation;
 use serde::{Deserialize, Serialize};
 
 use super::PreprocessError;
+#[cfg(feature = "mozjpeg")]
+use super::libjpeg;
 
 /// Limits applied before and during decoding.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -72,6 +75,44 @@ pub struct SourceInfo {
     pub scale_denominator: u32,
 }
 
+/// Which decoder turns JPEG entropy-coded data into pixels. Both are in every build that
+/// has them, so the tests hold each to the same recipe in one build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JpegBackend {
+    /// libjpeg-turbo's scaled IDCT (the training recipe's decoder, through Pillow), built
+    /// from C by `mozjpeg-sys`. For 8-bit Huffman JPEGs in YCbCr, RGB or greyscale; CMYK
+    /// and lossless JPEGs still go to `jpeg-decoder`, as libjpeg cannot turn them into RGB.
+    #[cfg(feature = "mozjpeg")]
+    Libjpeg,
+    /// The pure-Rust `jpeg-decoder` (for targets without a C compiler).
+    Rust,
+}
+
+impl JpegBackend {
+    /// Every backend compiled into this build, the default first.
+    pub const AVAILABLE: &'static [JpegBackend] = &[
+        #[cfg(feature = "mozjpeg")]
+        JpegBackend::Libjpeg,
+        JpegBackend::Rust,
+    ];
+
+    /// A short name for logs and benchmark labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            #[cfg(feature = "mozjpeg")]
+            Self::Libjpeg => "libjpeg",
+            Self::Rust => "rust",
+        }
+    }
+}
+
+impl Default for JpegBackend {
+    /// libjpeg-turbo when compiled in (the `mozjpeg` feature, on by default).
+    fn default() -> Self {
+        Self::AVAILABLE[0]
+    }
+}
+
 /// The smallest side, after DCT scaling, that recipe `fov-crop-bilinear-v1` keeps:
 /// the field of view usually spans 85-100% of the short side, so 640 leaves it above
 /// the 512 model input and the final resize is always a reduction.
@@ -83,8 +124,14 @@ pub fn scale_denominator(width: u32, height: u32) -> u32 {
     [8, 4, 2].into_iter().find(|d| short / d >= MIN_SCALED_SIDE).unwrap_or(1)
 }
 
-/// Decodes `bytes` to RGB8, applying the limits, DCT scaling and EXIF orientation.
+/// Decodes `bytes` to RGB8, applying the limits, DCT scaling and EXIF orientation, with
+/// the default JPEG backend.
 pub fn decode(bytes: &[u8], limits: &DecodeLimits, allow_dct_scaling: bool) -> Result<Decoded, PreprocessError> {
+    decode_with(bytes, limits, allow_dct_scaling, JpegBackend::default())
+}
+
+/// [`decode`] with the given JPEG backend.
+pub fn decode_with(bytes: &[u8], limits: &DecodeLimits, allow_dct_scaling: bool, backend: JpegBackend) -> Result<Decoded, PreprocessError> {
     if bytes.is_empty() {
         return Err(PreprocessError::Empty);
     }
@@ -92,7 +139,7 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits, allow_dct_scaling: bool) -> R
         return Err(PreprocessError::TooManyBytes { bytes: bytes.len(), limit: limits.max_bytes });
     }
     match Format::sniff(bytes) {
-        Some(Format::Jpeg) => decode_jpeg(bytes, limits, allow_dct_scaling),
+        Some(Format::Jpeg) => decode_jpeg(bytes, limits, allow_dct_scaling, backend),
         Some(format) => decode_other(bytes, format, limits),
         None => Err(PreprocessError::UnsupportedFormat),
     }
@@ -108,7 +155,7 @@ fn check_pixels(width: u32, height: u32, limits: &DecodeLimits) -> Result<(), Pr
     Ok(())
 }
 
-fn decode_jpeg(bytes: &[u8], limits: &DecodeLimits, allow_dct_scaling: bool) -> Result<Decoded, PreprocessError> {
+fn decode_jpeg(bytes: &[u8], limits: &DecodeLimits, allow_dct_scaling: bool, backend: JpegBackend) -> Result<Decoded, PreprocessError> {
     let corrupt = |e: jpeg_decoder::Error| PreprocessError::Corrupt(format!("JPEG: {e}"));
     let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
     decoder.read_info().map_err(corrupt)?;
@@ -124,11 +171,16 @@ fn decode_jpeg(bytes: &[u8], limits: &DecodeLimits, allow_dct_scaling: bool) -> 
     };
     let orientation = decoder.exif_data().and_then(Orientation::from_exif_chunk).unwrap_or(Orientation::NoTransforms);
     let source = SourceInfo { format: Format::Jpeg, width, height, scale_denominator: denominator };
-    #[cfg(feature = "turbojpeg")]
-    if info.pixel_format != jpeg_decoder::PixelFormat::CMYK32 {
-        let rgb = turbo::decode_rgb(bytes, denominator, (out_w, out_h))?;
+    #[cfg(feature = "mozjpeg")]
+    if backend == JpegBackend::Libjpeg
+        && matches!(info.pixel_format, jpeg_decoder::PixelFormat::RGB24 | jpeg_decoder::PixelFormat::L8)
+        && info.coding_process != jpeg_decoder::CodingProcess::Lossless
+    {
+        let rgb = libjpeg::decode_rgb(bytes, denominator, (width, height), (out_w, out_h))?;
         return orient(out_w, out_h, rgb, orientation, source);
     }
+    #[cfg(not(feature = "mozjpeg"))]
+    let JpegBackend::Rust = backend;
     let pixels = decoder.decode().map_err(corrupt)?;
     let n = out_w as usize * out_h as usize;
     let rgb = match info.pixel_format {
@@ -152,97 +204,13 @@ fn decode_jpeg(bytes: &[u8], limits: &DecodeLimits, allow_dct_scaling: bool) -> 
 }
 
 /// Hands a decoded image's pixels back for this thread's next decode. Only the
-/// libjpeg-turbo path reuses them (`jpeg-decoder` and `image` allocate their own), so
-/// without that feature they are simply dropped rather than held for nothing.
+/// libjpeg path reuses them (`jpeg-decoder` and `image` allocate their own), so without
+/// that feature they are simply dropped rather than held for nothing.
 pub fn recycle(rgb: Vec<u8>) {
-    #[cfg(feature = "turbojpeg")]
-    turbo::recycle(rgb);
-    #[cfg(not(feature = "turbojpeg"))]
+    #[cfg(feature = "mozjpeg")]
+    libjpeg::recycle(rgb);
+    #[cfg(not(feature = "mozjpeg"))]
     drop(rgb);
-}
-
-/// libjpeg-turbo through the `turbojpeg` crate: the same scaled IDCT as the training
-/// recipe's Pillow `draft()`. TurboJPEG reports a warning (a truncated or damaged stream)
-/// as a failed call, so such a file is an error, as it is for `jpeg-decoder`: a half-grey
-/// photograph must not be graded.
-#[cfg(feature = "turbojpeg")]
-mod turbo {
-    use super::PreprocessError;
-
-    pub fn decode_rgb(bytes: &[u8], denominator: u32, expected: (u32, u32)) -> Result<Vec<u8>, PreprocessError> {
-        let corrupt = |e: turbojpeg::Error| PreprocessError::Corrupt(format!("JPEG: {e}"));
-        DECOMPRESSOR.with(|cell| {
-            let mut slot = cell.borrow_mut();
-            let decompressor = match slot.as_mut() {
-                Some(d) => d,
-                None => {
-                    let mut d = turbojpeg::Decompressor::new().map_err(corrupt)?;
-                    // Many-scan progressive files make decoding quadratic (libjpeg-turbo's advice).
-                    d.set_scan_limit(500).map_err(corrupt)?;
-                    slot.insert(d)
-                }
-            };
-            decode_with(decompressor, bytes, denominator, expected)
-        })
-    }
-
-    thread_local! {
-        static SPARE_PIXELS: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-
-    /// The largest pixel buffer a thread keeps for its next image.
-    const MAX_SPARE_BYTES: usize = 64 << 20;
-
-    /// A pixel buffer of `len` bytes for TurboJPEG to overwrite, reusing this thread's
-    /// spare: a fresh multi-megabyte buffer per image costs a zeroing pass (and page
-    /// faults) that shows up next to a 1/4-scale decode. Its old contents are never
-    /// exposed, because TurboJPEG overwrites all of it or fails, and a failed buffer is
-    /// dropped.
-    fn pixel_buffer(len: usize) -> Vec<u8> {
-        let mut rgb = SPARE_PIXELS.with(|spare| std::mem::take(&mut *spare.borrow_mut()));
-        rgb.resize(len, 0);
-        rgb
-    }
-
-    pub fn recycle(rgb: Vec<u8>) {
-        if rgb.capacity() <= MAX_SPARE_BYTES {
-            SPARE_PIXELS.with(|spare| *spare.borrow_mut() = rgb);
-        }
-    }
-
-    thread_local! {
-        // One handle per preprocessing thread, reused: no per-image set-up.
-        static DECOMPRESSOR: std::cell::RefCell<Option<turbojpeg::Decompressor>> = const { std::cell::RefCell::new(None) };
-    }
-
-    fn decode_with(
-        decompressor: &mut turbojpeg::Decompressor,
-        bytes: &[u8],
-        denominator: u32,
-        expected: (u32, u32),
-    ) -> Result<Vec<u8>, PreprocessError> {
-        let corrupt = |e: turbojpeg::Error| PreprocessError::Corrupt(format!("JPEG: {e}"));
-        let header = decompressor.read_header(bytes).map_err(corrupt)?;
-        let factor = turbojpeg::ScalingFactor::new(1, denominator as usize);
-        decompressor.set_scaling_factor(factor).map_err(corrupt)?;
-        let scaled = header.scaled(factor);
-        if (scaled.width, scaled.height) != (expected.0 as usize, expected.1 as usize) {
-            return Err(PreprocessError::Corrupt(format!(
-                "JPEG: libjpeg-turbo scales to {}x{}, expected {}x{}",
-                scaled.width, scaled.height, expected.0, expected.1
-            )));
-        }
-        let mut rgb = pixel_buffer(scaled.width * scaled.height * 3);
-        let image = turbojpeg::Image {
-            pixels: rgb.as_mut_slice(),
-            width: scaled.width,
-            pitch: scaled.width * 3,
-            height: scaled.height,
-            format: turbojpeg::PixelFormat::RGB,
-        };
-        decompressor.decompress(bytes, image).map_err(corrupt)?;
-        Ok(rgb)
-    }
 }
 
 fn decode_other(bytes: &[u8], format: Format, limits: &DecodeLimits) -> Result<Decoded, PreprocessError> {

@@ -8,12 +8,14 @@
 
 pub mod decode;
 pub mod fov;
+#[cfg(feature = "mozjpeg")]
+mod libjpeg;
 pub mod quality;
 pub mod tensor;
 
 use std::time::Instant;
 
-pub use decode::{DecodeLimits, Format, SourceInfo};
+pub use decode::{DecodeLimits, Format, JpegBackend, SourceInfo};
 pub use fov::FieldOfView;
 pub use quality::{QualityLimits, QualityMeasures};
 pub use tensor::Normaliser;
@@ -55,6 +57,8 @@ pub struct Preprocessor {
     /// Use the JPEG DCT-domain downscale (the recipe's definition). Off only for
     /// benchmarks comparing against the full decode.
     pub dct_scaling: bool,
+    /// The JPEG pixel decoder: the build's default, or another for tests and benchmarks.
+    pub jpeg_backend: JpegBackend,
     pub normaliser: Normaliser,
 }
 
@@ -77,6 +81,7 @@ impl Preprocessor {
             input_size: i.width,
             limits,
             dct_scaling: true,
+            jpeg_backend: JpegBackend::default(),
             normaliser: Normaliser::new(i.scale, i.mean, i.std),
         }
     }
@@ -84,7 +89,7 @@ impl Preprocessor {
     /// Runs the whole recipe on one encoded image.
     pub fn prepare(&self, bytes: &[u8]) -> Result<Prepared, PreprocessError> {
         let start = Instant::now();
-        let decoded = decode::decode(bytes, &self.limits, self.dct_scaling)?;
+        let decoded = decode::decode_with(bytes, &self.limits, self.dct_scaling, self.jpeg_backend)?;
         let prepared = self.prepare_decoded_since(&decoded, start);
         decode::recycle(decoded.rgb);
         prepared
