@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::dicom::{DicomConfig, SrDestination};
 use crate::engine::EngineConfig;
+use crate::http::HttpLimits;
 use crate::model::{ExecutionProvider, RuntimeOptions};
 use crate::preprocess::{DecodeLimits, QualityLimits};
-use crate::http::HttpLimits;
 use crate::service::ExamLimits;
 
 /// Everything the core needs to start.

@@ -56,8 +56,9 @@ fn slow_and_lying_http_clients_are_cut_off() {
 
     // A body that stalls: 408 with the JSON error once it has been idle too long.
     let mut s = connect(&server.url);
-    let head =
-        format!("POST /v1/grade HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Type: image/jpeg\r\nContent-Length: 1000\r\n\r\n");
+    let head = format!(
+        "POST /v1/grade HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Type: image/jpeg\r\nContent-Length: 1000\r\n\r\n"
+    );
     s.write_all(head.as_bytes()).unwrap();
     s.write_all(&[0xFF, 0xD8, 0xFF]).unwrap();
     let answer = read_until_closed(&mut s, Duration::from_secs(20));
@@ -112,7 +113,8 @@ fn exam_inputs_are_bounded_and_images_are_served_as_what_they_are() {
 
     // References: too long, or with control or direction-override characters.
     for bad in [format!("\"{}\"", "P".repeat(300)), "\"P\\u0000X\"".into(), "\"P\\u001b[31mX\"".into(), "\"P\\u202eX\"".into()] {
-        let form = exam(vec![("right", image_part("grade0_R.jpg", "image/jpeg")), ("metadata", metadata(&format!("{{\"patient_ref\":{bad}}}")))]);
+        let form =
+            exam(vec![("right", image_part("grade0_R.jpg", "image/jpeg")), ("metadata", metadata(&format!("{{\"patient_ref\":{bad}}}")))]);
         assert_eq!(code(post(form)), (400, "invalid_metadata".into()), "{bad}");
     }
 
@@ -145,6 +147,9 @@ fn silent_dicom_connections_are_closed_and_capped_per_host() {
         read_until_closed(s, Duration::from_secs(20));
     }
     // And a real peer associates again.
-    let o = std::process::Command::new("echoscu").args(["-aec", "DRSCREEN", "127.0.0.1", &server.dicom_port.unwrap().to_string()]).output().unwrap();
+    let o = std::process::Command::new("echoscu")
+        .args(["-aec", "DRSCREEN", "127.0.0.1", &server.dicom_port.unwrap().to_string()])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }

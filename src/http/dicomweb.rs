@@ -110,7 +110,8 @@ fn ingest_part(service: &ScreeningService, actor: &str, content_type: &str, byte
         let (class, uid) = read_part10(bytes)
             .ok()
             .map(|(o, _)| {
-                let t = |tag| o.get(tag).and_then(|e| e.to_str().ok()).map(|s| s.trim_end_matches(['\0', ' ']).to_string()).unwrap_or_default();
+                let t =
+                    |tag| o.get(tag).and_then(|e| e.to_str().ok()).map(|s| s.trim_end_matches(['\0', ' ']).to_string()).unwrap_or_default();
                 (t(dicom_dictionary_std::tags::SOP_CLASS_UID), t(dicom_dictionary_std::tags::SOP_INSTANCE_UID))
             })
             .unwrap_or_default();

@@ -554,7 +554,12 @@ async fn run_infer(state: AppState, headers: HeaderMap, body: Result<Bytes, Byte
 type SelectedTensors = Vec<(OutputTensor, bool)>;
 
 /// FP32 `image` tensors: admitted to the engine as prepared input (no preprocessing).
-async fn infer_tensors(state: &AppState, request: &InferRequest, input: &RequestInput, binary: Option<&[u8]>) -> Result<SelectedTensors, ApiError> {
+async fn infer_tensors(
+    state: &AppState,
+    request: &InferRequest,
+    input: &RequestInput,
+    binary: Option<&[u8]>,
+) -> Result<SelectedTensors, ApiError> {
     let engine = &state.service.screener.engine;
     let side = engine.preprocessor().input_size as usize;
     let (n, values) = tensor_input(input, binary, side)?;
@@ -563,9 +568,9 @@ async fn infer_tensors(state: &AppState, request: &InferRequest, input: &Request
     let mut tickets = Vec::with_capacity(n);
     for (index, chw) in values.chunks_exact(per_image).enumerate() {
         let ticket = engine.submit_tensor(chw.to_vec()).map_err(|e| image_error(index, e))?;
-        tickets.push(async move {
-            ticket.await.map_err(|_| image_error(index, EngineError::ShuttingDown))?.map_err(|e| image_error(index, e))
-        });
+        tickets.push(
+            async move { ticket.await.map_err(|_| image_error(index, EngineError::ShuttingDown))?.map_err(|e| image_error(index, e)) },
+        );
     }
     // Every image was admitted before awaiting, so they share dynamic batches.
     let results = try_join_all(tickets).await?;
@@ -594,7 +599,8 @@ async fn infer_image_bytes(
     let mut findings = Vec::with_capacity(graded.len());
     let mut outputs = Vec::with_capacity(graded.len());
     for (finding, scored) in graded {
-        findings.push(serde_json::to_vec(&finding).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?);
+        findings
+            .push(serde_json::to_vec(&finding).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?);
         outputs.push(scored.outputs);
     }
     let mut findings = Some(findings);

@@ -32,9 +32,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::service::ScreeningService;
-pub use server::HttpLimits;
 use auth::Caller;
 use metrics::HttpMetrics;
+pub use server::HttpLimits;
 
 /// Shared handler state.
 #[derive(Clone)]
@@ -141,8 +141,7 @@ async fn info(State(state): State<AppState>, _caller: Caller) -> Response {
 }
 
 async fn metrics_text(State(state): State<AppState>, _caller: Caller) -> Response {
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(&state.service))
-        .into_response()
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(&state.service)).into_response()
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -112,7 +112,11 @@ pub async fn create_exam(
             if data.len() + chunk.len() > cap {
                 return Err(match name.as_str() {
                     "metadata" => ApiError::bad_request("invalid_metadata", format!("the metadata part is limited to {cap} bytes")),
-                    _ => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("an image part is limited to {cap} bytes")),
+                    _ => ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "payload_too_large",
+                        format!("an image part is limited to {cap} bytes"),
+                    ),
                 });
             }
             data.extend_from_slice(&chunk);

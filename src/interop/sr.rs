@@ -231,7 +231,10 @@ impl Identity {
             device_uid: uid_from_name(&format!("drscreen-model:{}", model.sha256)),
             sop_instance: uid_from_name(&format!("drscreen-sr:{}", exam.id)),
             series_uid: uid_from_name(&format!("drscreen-sr-series:{}", exam.id)),
-            study_uid: sources.first().map(|s| s.study_uid.clone()).unwrap_or_else(|| uid_from_name(&format!("drscreen-study:{}", exam.id))),
+            study_uid: sources
+                .first()
+                .map(|s| s.study_uid.clone())
+                .unwrap_or_else(|| uid_from_name(&format!("drscreen-study:{}", exam.id))),
             date,
             time,
             software: format!("drscreen {} model {} {}", env!("CARGO_PKG_VERSION"), model.name, model.version),

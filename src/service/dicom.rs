@@ -158,7 +158,11 @@ impl ScreeningService {
 
     /// Grades one DICOM Part 10 object's first frame (not stored); laterality from the
     /// caller when given, else from the object.
-    pub async fn grade_dicom(&self, bytes: bytes::Bytes, laterality: Option<Laterality>) -> Result<(ImageFinding, crate::engine::Scored), ServiceError> {
+    pub async fn grade_dicom(
+        &self,
+        bytes: bytes::Bytes,
+        laterality: Option<Laterality>,
+    ) -> Result<(ImageFinding, crate::engine::Scored), ServiceError> {
         let limits = self.screener.engine.preprocessor().limits;
         let instance = blocking(move || -> Result<Instance, ObjectError> {
             let (obj, ts) = object::read_part10(&bytes)?;
@@ -205,7 +209,8 @@ impl ScreeningService {
         }
         let channel = if frames.iter().all(|f| f.received_via == "stow-rs") { Channel::Stow } else { Channel::Dicom };
         let sources: Vec<(String, i64)> = frames.iter().map(|f| (f.sop_instance_uid.clone(), f.frame)).collect();
-        let meta = ExamMetadata { external_exam_ref: Some(study.study_uid.clone()), patient_ref: study.patient_id.clone(), views: Vec::new() };
+        let meta =
+            ExamMetadata { external_exam_ref: Some(study.study_uid.clone()), patient_ref: study.patient_id.clone(), views: Vec::new() };
         let linked = study.clone();
         let hook: CommitHook = Box::new(move |tx, exam_id| link_exam(tx, exam_id, &linked, &sources, destination.as_deref()));
         match self.submit_exam_with(channel, &study.submitted_by, images, meta, Some(hook)).await {

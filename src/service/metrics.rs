@@ -133,7 +133,9 @@ impl ServiceMetrics {
                 let _ = writeln!(out, "drscreen_exam_outcomes_total{{outcome=\"{}\"}} {n}", outcome.as_str());
             }
         }
-        out.push_str("# HELP drscreen_exams_total Stored exams by the channel they arrived through.\n# TYPE drscreen_exams_total counter\n");
+        out.push_str(
+            "# HELP drscreen_exams_total Stored exams by the channel they arrived through.\n# TYPE drscreen_exams_total counter\n",
+        );
         if let Ok(m) = self.exams_by_channel.lock() {
             for (channel, n) in m.iter() {
                 let _ = writeln!(out, "drscreen_exams_total{{channel=\"{}\"}} {n}", channel.as_str());
@@ -169,5 +171,8 @@ fn render_engine(out: &mut String, engine: &Engine) {
         sum += c * size as u64;
         let _ = writeln!(out, "drscreen_batch_size_bucket{{le=\"{size}\"}} {cumulative}");
     }
-    let _ = writeln!(out, "drscreen_batch_size_bucket{{le=\"+Inf\"}} {cumulative}\ndrscreen_batch_size_sum {sum}\ndrscreen_batch_size_count {cumulative}");
+    let _ = writeln!(
+        out,
+        "drscreen_batch_size_bucket{{le=\"+Inf\"}} {cumulative}\ndrscreen_batch_size_sum {sum}\ndrscreen_batch_size_count {cumulative}"
+    );
 }

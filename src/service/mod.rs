@@ -9,7 +9,7 @@
 mod dicom;
 pub mod metrics;
 
-pub use dicom::{Ingested, IngestError};
+pub use dicom::{IngestError, Ingested};
 pub use metrics::{Channel, ServiceMetrics};
 
 use std::sync::Arc;

@@ -95,12 +95,8 @@ impl Store {
             .transpose()?;
         let plan = review::plan(latest.as_ref(), input)?;
         let now = now_rfc3339();
-        let body = Body {
-            eyes: input.eyes.clone(),
-            outcome,
-            outcome_by_rule: review::outcome_by_rule(&input.eyes),
-            note: input.note.clone(),
-        };
+        let body =
+            Body { eyes: input.eyes.clone(), outcome, outcome_by_rule: review::outcome_by_rule(&input.eyes), note: input.note.clone() };
         let body_json = super::to_json(&body)?;
         let signed_at = input.sign.then(|| now.clone());
         let (action, amends) = match plan {

@@ -15,9 +15,9 @@ use serde::Deserialize;
 
 use super::html::{csrf_field, esc, grade_text, num3, outcome_badge, outcome_label, page, pct};
 use super::{ReviewSession, error_page};
+use crate::grading::{ExamOutcome, EyeResult, ImageFinding, Laterality};
 use crate::http::AppState;
 use crate::http::reviews::save_review;
-use crate::grading::{ExamOutcome, EyeResult, ImageFinding, Laterality};
 use crate::review::{EyeReview, Review, ReviewInput, ReviewState, outcome_rule_in_words};
 use crate::store::{ExamImage, Role, StoredExam};
 
@@ -179,7 +179,7 @@ fn image_card(b: &mut String, id: &str, view: Option<&str>, f: &ImageFinding) {
         );
     }
     // The measures are shown under their wire names, in wire order.
-    if let Ok(serde_json::Value::Object(m)) = serde_json::to_value(&q.measures) {
+    if let Ok(serde_json::Value::Object(m)) = serde_json::to_value(q.measures) {
         b.push_str(r#"<details><summary>Quality measures</summary><table class="measures">"#);
         for (k, v) in m {
             let shown = v.as_f64().map_or_else(|| v.to_string(), |x| format!("{x:.3}"));
@@ -243,8 +243,7 @@ fn review_form(
     // Prefill: what was just submitted (after a refusal), else the latest version: the open
     // draft, or for an amendment the signed reading, so only what changes is edited.
     let prefill_eyes = values.map(|v| v.eyes.clone()).or_else(|| latest.map(|r| r.eyes.clone())).unwrap_or_default();
-    let prefill_outcome =
-        values.map(|v| v.outcome.clone()).or_else(|| latest.map(|r| r.outcome.as_str().to_string())).unwrap_or_default();
+    let prefill_outcome = values.map(|v| v.outcome.clone()).or_else(|| latest.map(|r| r.outcome.as_str().to_string())).unwrap_or_default();
     let prefill_note = values
         .map(|v| v.note.clone())
         .or_else(|| latest.filter(|r| r.state == ReviewState::Draft).map(|r| r.note.clone()))

@@ -11,8 +11,8 @@ use serde::Deserialize;
 
 use super::html::{esc, grade_text, outcome_badge, outcome_label, page};
 use super::{ReviewSession, error_page};
-use crate::http::AppState;
 use crate::grading::{ExamOutcome, Laterality};
+use crate::http::AppState;
 use crate::review::in_qa_sample;
 use crate::store::WorklistFilter;
 
