@@ -18,6 +18,8 @@ use crate::http::HttpLimits;
 use crate::model::{ExecutionProvider, RuntimeOptions};
 use crate::preprocess::{DecodeLimits, QualityLimits};
 use crate::service::ExamLimits;
+// `[review]` belongs to the review rules; re-exported so the table reads in one place.
+pub use crate::review::ReviewConfig;
 
 /// Everything the core needs to start.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,27 +47,6 @@ pub struct Config {
     pub exams: ExamLimits,
     /// HTTP connection limits and timeouts.
     pub http: HttpLimits,
-}
-
-/// `[review]`: the clinician review pages.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct ReviewConfig {
-    /// Share (0 to 1) of `rescreen` exams put on the worklist for quality assurance.
-    pub qa_rescreen_share: f64,
-    /// A review session ends after this many seconds without a request.
-    pub session_idle_secs: u64,
-    /// Mark the session cookie `Secure` (set when drscreen is served over HTTPS,
-    /// e.g. behind the clinic's TLS proxy).
-    pub secure_cookies: bool,
-    /// The agreement monitor compares the model with the last N signed reviews.
-    pub agreement_window: u32,
-}
-
-impl Default for ReviewConfig {
-    fn default() -> Self {
-        Self { qa_rescreen_share: 0.1, session_idle_secs: 15 * 60, secure_cookies: false, agreement_window: 200 }
-    }
 }
 
 impl Default for Config {

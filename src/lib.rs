@@ -24,7 +24,10 @@
 //! - [`service`]: the operations every edge calls, and the metrics and tracing spans of
 //!   that work; imports core, store and interop.
 //! - Edges ([`http`], [`dicom`]): translate a protocol into service calls; never import
-//!   each other. [`config`] holds the validated settings (core types only).
+//!   each other.
+//! - [`config`] gathers each module's settings section (`[engine]`, `[dicom]`, `[http]`,
+//!   ...) into one validated `Config`; only the binary reads it, so no module depends
+//!   on settings it does not own.
 //! - The binary (`main.rs`, `cli/`) is the composition root: it reads the config and
 //!   starts the edges; `grade` and `validate` call the core in-process.
 

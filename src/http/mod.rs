@@ -42,7 +42,7 @@ pub struct AppState {
     pub service: Arc<ScreeningService>,
     pub metrics: Arc<HttpMetrics>,
     pub max_body_bytes: usize,
-    pub review: crate::config::ReviewConfig,
+    pub review: crate::review::ReviewConfig,
 }
 
 impl AppState {

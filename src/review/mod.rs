@@ -12,6 +12,27 @@ use serde::{Deserialize, Serialize};
 use crate::grading::rules::{ExamOutcome, OUTCOME_TABLE, exam_outcome};
 use crate::grading::{EyeResult, Laterality};
 
+/// `[review]`: the clinician review pages and the agreement monitor.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReviewConfig {
+    /// Share (0 to 1) of `rescreen` exams put on the worklist for quality assurance.
+    pub qa_rescreen_share: f64,
+    /// A review session ends after this many seconds without a request.
+    pub session_idle_secs: u64,
+    /// Mark the session cookie `Secure` (set when drscreen is served over HTTPS,
+    /// e.g. behind the clinic's TLS proxy).
+    pub secure_cookies: bool,
+    /// The agreement monitor compares the model with the last N signed reviews.
+    pub agreement_window: u32,
+}
+
+impl Default for ReviewConfig {
+    fn default() -> Self {
+        Self { qa_rescreen_share: 0.1, session_idle_secs: 15 * 60, secure_cookies: false, agreement_window: 200 }
+    }
+}
+
 /// Longest note or amendment reason accepted, in characters.
 pub const MAX_NOTE_CHARS: usize = 4000;
 

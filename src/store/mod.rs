@@ -114,6 +114,7 @@ pub struct StoredExam {
     pub flagged: bool,
     pub reviewed: bool,
     pub image_ids: Vec<String>,
+    #[serde(serialize_with = "result_as_stored")]
     pub result: ExamResult,
 }
 
@@ -149,9 +150,17 @@ fn parse_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
-/// Writes a value into a JSON column.
+/// Writes a value into a JSON column. It goes through `serde_json::Value` as release
+/// 0.1.0 did (keys sorted, `f32`s widened to `f64` digits), so rows written now are
+/// byte-for-byte what that release wrote for the same result.
 fn to_json<T: Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("cannot serialise: {e}")))
+    serde_json::to_value(value).map(|v| v.to_string()).map_err(|e| StoreError::Corrupt(format!("cannot serialise: {e}")))
+}
+
+/// Serialises an exam result as release 0.1.0's API did (through `serde_json::Value`:
+/// sorted keys, widened digits), so clients see the same JSON as before.
+fn result_as_stored<S: serde::Serializer>(result: &ExamResult, serializer: S) -> Result<S::Ok, S::Error> {
+    serde_json::to_value(result).map_err(serde::ser::Error::custom)?.serialize(serializer)
 }
 
 /// Reads the `outcome` column.
