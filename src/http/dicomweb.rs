@@ -14,7 +14,7 @@ use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, body_error};
 use crate::grading::Laterality;
-use crate::interop::object::read_part10;
+use crate::interop::object::{read_part10, text};
 use crate::service::{IngestError, Ingested, ScreeningService};
 use crate::store::Role;
 
@@ -110,8 +110,7 @@ fn ingest_part(service: &ScreeningService, actor: &str, content_type: &str, byte
         let (class, uid) = read_part10(bytes)
             .ok()
             .map(|(o, _)| {
-                let t =
-                    |tag| o.get(tag).and_then(|e| e.to_str().ok()).map(|s| s.trim_end_matches(['\0', ' ']).to_string()).unwrap_or_default();
+                let t = |tag| text(&o, tag).unwrap_or_default();
                 (t(dicom_dictionary_std::tags::SOP_CLASS_UID), t(dicom_dictionary_std::tags::SOP_INSTANCE_UID))
             })
             .unwrap_or_default();

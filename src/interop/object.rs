@@ -113,7 +113,8 @@ pub struct Instance {
     pub frames: Vec<Frame>,
 }
 
-fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
+/// A text attribute without DICOM's padding; None when absent or blank.
+pub fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
     obj.get(tag).and_then(|e| e.to_str().ok()).map(|s| s.trim_end_matches(['\0', ' ']).trim().to_string()).filter(|s| !s.is_empty())
 }
 

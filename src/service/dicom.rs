@@ -63,11 +63,6 @@ pub struct Ingested {
     pub new: bool,
 }
 
-/// A text attribute without DICOM's padding.
-fn attribute(obj: &InMemDicomObject, tag: dicom_core::Tag) -> Option<String> {
-    obj.get(tag).and_then(|e| e.to_str().ok()).map(|s| s.trim_end_matches(['\0', ' ']).to_string())
-}
-
 /// A study's images as the engine grades them, and the frames they came from.
 type LoadedStudy = (Vec<StudyFrame>, Vec<IncomingImage>);
 
@@ -77,8 +72,8 @@ impl ScreeningService {
     pub fn ingest_dataset(&self, actor: &str, via: &str, source_ae: &str, bytes: &[u8], ts: &str) -> Result<Ingested, IngestError> {
         let obj = object::read_dataset(bytes, ts)?;
         self.ingest_object(actor, via, &obj, ts, || {
-            let class = attribute(&obj, tags::SOP_CLASS_UID).unwrap_or_default();
-            let uid = attribute(&obj, tags::SOP_INSTANCE_UID).unwrap_or_default();
+            let class = object::text(&obj, tags::SOP_CLASS_UID).unwrap_or_default();
+            let uid = object::text(&obj, tags::SOP_INSTANCE_UID).unwrap_or_default();
             object::part10(bytes, &class, &uid, ts, source_ae)
         })
     }
@@ -98,13 +93,13 @@ impl ScreeningService {
         file: impl FnOnce() -> Result<Vec<u8>, ObjectError>,
     ) -> Result<Ingested, IngestError> {
         // A repeated SOP Instance UID is answered as success without decoding again.
-        if let Some(uid) = attribute(obj, tags::SOP_INSTANCE_UID)
+        if let Some(uid) = object::text(obj, tags::SOP_INSTANCE_UID)
             && self.store.dicom_instance_exists(&uid)?
         {
             return Ok(Ingested {
-                sop_class_uid: attribute(obj, tags::SOP_CLASS_UID).unwrap_or_default(),
+                sop_class_uid: object::text(obj, tags::SOP_CLASS_UID).unwrap_or_default(),
                 sop_instance_uid: uid,
-                study_uid: attribute(obj, tags::STUDY_INSTANCE_UID).unwrap_or_default(),
+                study_uid: object::text(obj, tags::STUDY_INSTANCE_UID).unwrap_or_default(),
                 new: false,
             });
         }
