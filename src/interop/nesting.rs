@@ -3,7 +3,9 @@
 //! hundred kilobytes (thousands of nested sequences) would overflow a thread's stack
 //! and abort the whole process, whichever edge received it. This scan reads element
 //! headers only (no allocation beyond a small stack of open containers, no recursion)
-//! and refuses a data set whose sequences and items nest deeper than [`MAX_DEPTH`].
+//! and refuses a data set whose sequences and items nest deeper than [`MAX_DEPTH`], or
+//! whose element claims more bytes than the data holds (dicom-rs would allocate the
+//! claimed length first: a 5 KB object declaring 4 GB took seconds and gigabytes).
 //! It understands the little-endian encodings drscreen accepts; the transfer syntax
 //! check that follows refuses anything else. A header it cannot read (truncated data)
 //! ends the scan: dicom-rs then reports the truncation itself.
@@ -50,13 +52,32 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
+/// Refuses a defined length that runs past the end of the data.
+fn within(bytes: &[u8], pos: usize, length: u32) -> Result<(), ScanError> {
+    let remaining = bytes.len().saturating_sub(pos);
+    if length != UNDEFINED && length as usize > remaining {
+        return Err(ScanError::LengthBeyondEnd { at: pos, length, remaining });
+    }
+    Ok(())
+}
+
 /// Whether the standard dictionary says `tag` is a sequence (implicit VR carries no VR).
 fn dictionary_sequence(group: u16, element: u16) -> bool {
     StandardDataDictionary.by_tag(Tag(group, element)).is_some_and(|e| e.vr().exact() == Some(dicom_core::VR::SQ))
 }
 
-/// Refuses a data set nested deeper than `max_depth`; returns the deepest nesting seen.
-pub fn check(bytes: &[u8], encoding: Encoding, max_depth: usize) -> Result<usize, usize> {
+/// Why a data set was refused before parsing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ScanError {
+    #[error("sequences nested deeper than {0} levels")]
+    TooDeep(usize),
+    #[error("an element at byte {at} claims {length} bytes; only {remaining} remain")]
+    LengthBeyondEnd { at: usize, length: u32, remaining: usize },
+}
+
+/// Refuses a data set nested deeper than `max_depth` or claiming more bytes than it has;
+/// returns the deepest nesting seen.
+pub fn check(bytes: &[u8], encoding: Encoding, max_depth: usize) -> Result<usize, ScanError> {
     let mut open: Vec<Open> = Vec::new();
     let mut deepest = 0;
     let mut pos = 0usize;
@@ -67,6 +88,7 @@ pub fn check(bytes: &[u8], encoding: Encoding, max_depth: usize) -> Result<usize
         if group == 0xFFFE {
             let Some(length) = u32_at(bytes, pos + 4) else { break };
             pos += 8;
+            within(bytes, pos, length)?;
             match element {
                 ITEM if open.last().is_some_and(|o| o.fragments) => pos = pos.saturating_add(length as usize),
                 ITEM => open.push(Open { end: (length != UNDEFINED).then(|| pos.saturating_add(length as usize)), fragments: false }),
@@ -93,6 +115,7 @@ pub fn check(bytes: &[u8], encoding: Encoding, max_depth: usize) -> Result<usize
                 }
             };
             pos += header;
+            within(bytes, pos, length)?;
             if length == UNDEFINED {
                 // An undefined length is a sequence (or UN read as one) or encapsulated pixel data.
                 open.push(Open { end: None, fragments: (group, element) == PIXEL_DATA });
@@ -104,7 +127,7 @@ pub fn check(bytes: &[u8], encoding: Encoding, max_depth: usize) -> Result<usize
         }
         deepest = deepest.max(open.len());
         if open.len() > max_depth {
-            return Err(open.len());
+            return Err(ScanError::TooDeep(max_depth));
         }
     }
     Ok(deepest)
@@ -147,12 +170,15 @@ pub(crate) mod tests {
     #[test]
     fn deep_nesting_is_refused_and_shallow_nesting_passes() {
         assert_eq!(check(&nested_undefined(3), Encoding::ExplicitLittle, MAX_DEPTH), Ok(6));
-        assert_eq!(check(&nested_undefined(2000), Encoding::ExplicitLittle, MAX_DEPTH), Err(MAX_DEPTH + 1));
+        assert_eq!(check(&nested_undefined(2000), Encoding::ExplicitLittle, MAX_DEPTH), Err(ScanError::TooDeep(MAX_DEPTH)));
         assert_eq!(check(&nested_defined_implicit(3), Encoding::ImplicitLittle, MAX_DEPTH), Ok(6));
         assert!(check(&nested_defined_implicit(1000), Encoding::ImplicitLittle, MAX_DEPTH).is_err());
-        // Truncated or garbage input ends the scan without a verdict of its own.
+        // A header cut short ends the scan without a verdict of its own.
         assert!(check(&nested_undefined(2000)[..7], Encoding::ExplicitLittle, MAX_DEPTH).is_ok());
-        assert!(check(b"\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF", Encoding::ImplicitLittle, MAX_DEPTH).is_ok());
+        // A length past the end is refused before anything would allocate it.
+        let claim = [0x10, 0x00, 0x10, 0x00, b'U', b'T', 0, 0, 0x00, 0x00, 0x00, 0xF0, b'x'];
+        assert!(matches!(check(&claim, Encoding::ExplicitLittle, MAX_DEPTH), Err(ScanError::LengthBeyondEnd { .. })));
+        assert!(check(b"\x10\x00\x10\x00\x00\x00\x00\x40", Encoding::ImplicitLittle, MAX_DEPTH).is_err());
     }
 
     #[test]

@@ -138,11 +138,10 @@ fn header_encoding(ts_uid: &str) -> Result<nesting::Encoding, ObjectError> {
     }
 }
 
-/// Refuses a data set nested too deeply for the parser to read safely (see `nesting`).
+/// Refuses a data set nested too deeply, or claiming more bytes than it holds, before the
+/// parser reads it (see `nesting`).
 fn check_nesting(dataset: &[u8], ts_uid: &str) -> Result<(), ObjectError> {
-    nesting::check(dataset, header_encoding(ts_uid)?, nesting::MAX_DEPTH)
-        .map(|_| ())
-        .map_err(|_| ObjectError::Unreadable(format!("sequences nested deeper than {} levels", nesting::MAX_DEPTH)))
+    nesting::check(dataset, header_encoding(ts_uid)?, nesting::MAX_DEPTH).map(|_| ()).map_err(|e| ObjectError::Unreadable(e.to_string()))
 }
 
 /// Reads a data set encoded in `ts_uid` (as received over the network).
