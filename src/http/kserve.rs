@@ -505,14 +505,46 @@ async fn infer_version(
     run_infer(state, headers, body).await
 }
 
-async fn run_infer(state: AppState, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
-    // Content-Type is deliberately not checked: Triton's client sends none.
-    let body = body.map_err(|e| from_rejection(e.status(), e.body_text()))?;
-    // Refuse at once when full, before parsing megabytes of tensor data, rather than
-    // admitting part of a batch and failing the rest.
-    if state.service.saturated() {
-        return Err(ApiError::busy());
+/// What the parser needs to know about the server: the model's input side, the image
+/// byte limit, and the engine's admission capacity (the largest batch it could admit).
+#[derive(Debug, Clone, Copy)]
+pub struct InferLimits {
+    pub side: usize,
+    pub max_image_bytes: usize,
+    pub capacity: usize,
+}
+
+/// The decoded input of an inference request.
+enum ParsedInput {
+    /// `image`: N prepared CHW tensors, flattened.
+    Tensors { n: usize, values: Vec<f32> },
+    /// `image_bytes`: N encoded images.
+    Images(Vec<Bytes>),
+}
+
+/// An inference request decoded and checked against every limit, before any engine
+/// work: the wire format (JSON header, binary tail), the one input, its shape and
+/// element limits, and the requested outputs.
+pub struct ParsedInfer {
+    id: Option<String>,
+    input: ParsedInput,
+    selected: Vec<(&'static str, bool)>,
+}
+
+impl ParsedInfer {
+    /// How many images the request carries (for tests and the fuzz target's checks).
+    pub fn images(&self) -> usize {
+        match &self.input {
+            ParsedInput::Tensors { n, .. } => *n,
+            ParsedInput::Images(images) => images.len(),
+        }
     }
+}
+
+/// Parses an inference request body (JSON, or JSON plus Triton's binary tail when
+/// `Inference-Header-Content-Length` is present). Pure and bounded: every length is
+/// checked before it is allocated. Also the KServe fuzz target's entry point.
+pub fn parse_infer(headers: &HeaderMap, body: &[u8], limits: InferLimits) -> Result<ParsedInfer, ApiError> {
     // A JSON tensor expands many-fold when parsed; large tensors must use the binary
     // extension so a request cannot turn into gigabytes of parse tree.
     if !headers.contains_key(HEADER_LENGTH) && body.len() > MAX_JSON_BODY {
@@ -522,32 +554,56 @@ async fn run_infer(state: AppState, headers: HeaderMap, body: Result<Bytes, Byte
             format!("JSON inference bodies are limited to {MAX_JSON_BODY} bytes; send tensors with the binary tensor extension"),
         ));
     }
-    let (json_part, tail) = split_body(&headers, &body)?;
+    let (json_part, tail) = split_body(headers, body)?;
     let request: InferRequest =
         serde_json::from_slice(json_part).map_err(|e| ApiError::bad_request("invalid_request", format!("inference request JSON: {e}")))?;
     let [input] = request.inputs.as_slice() else {
         return Err(bad(format!("send exactly one input ('{INPUT_TENSOR}' or '{INPUT_BYTES}'), not {}", request.inputs.len())));
     };
     let binary = binary_part(input, tail)?;
-    let engine = &state.service.screener.engine;
     // A batch larger than the admission limit could never be admitted whole: say so
     // (413) instead of a 503 that no retry would cure.
-    let capacity = engine.config().queue_capacity;
-    if input.shape.first().is_some_and(|&n| n > capacity as i64) {
+    if input.shape.first().is_some_and(|&n| n > limits.capacity as i64) {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "batch_too_large",
-            format!("at most {capacity} images per request (the server's queue capacity); split the batch"),
+            format!("at most {} images per request (the server's queue capacity); split the batch", limits.capacity),
         ));
     }
-    let tensors = match input.name.as_str() {
-        INPUT_TENSOR => infer_tensors(&state, &request, input, binary).await?,
-        INPUT_BYTES => infer_image_bytes(&state, &request, input, binary).await?,
+    let (parsed, with_finding) = match input.name.as_str() {
+        INPUT_TENSOR => {
+            let (n, values) = tensor_input(input, binary, limits.side)?;
+            (ParsedInput::Tensors { n, values }, false)
+        }
+        INPUT_BYTES => (ParsedInput::Images(bytes_input(input, binary, limits.max_image_bytes)?), true),
         other => {
             return Err(bad(format!("unknown input '{other}': this model takes '{INPUT_TENSOR}' (FP32) or '{INPUT_BYTES}' (BYTES)")));
         }
     };
-    encode_response(&state, request.id, tensors)
+    let selected = select_outputs(&request, with_finding)?;
+    Ok(ParsedInfer { id: request.id, input: parsed, selected })
+}
+
+async fn run_infer(state: AppState, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    // Content-Type is deliberately not checked: Triton's client sends none.
+    let body = body.map_err(|e| from_rejection(e.status(), e.body_text()))?;
+    // Refuse at once when full, before parsing megabytes of tensor data, rather than
+    // admitting part of a batch and failing the rest.
+    if state.service.saturated() {
+        return Err(ApiError::busy());
+    }
+    let engine = &state.service.screener.engine;
+    let limits = InferLimits {
+        side: engine.preprocessor().input_size as usize,
+        max_image_bytes: state.max_body_bytes,
+        capacity: engine.config().queue_capacity,
+    };
+    let parsed = parse_infer(&headers, &body, limits)?;
+    let tensors = match parsed.input {
+        ParsedInput::Tensors { n, values } => infer_tensors(&state, parsed.selected, n, values).await?,
+        ParsedInput::Images(images) => infer_image_bytes(&state, parsed.selected, images).await?,
+    };
+    encode_response(&state, parsed.id, tensors)
 }
 
 /// Requested outputs, each with whether it goes in the binary tail.
@@ -556,14 +612,11 @@ type SelectedTensors = Vec<(OutputTensor, bool)>;
 /// FP32 `image` tensors: admitted to the engine as prepared input (no preprocessing).
 async fn infer_tensors(
     state: &AppState,
-    request: &InferRequest,
-    input: &RequestInput,
-    binary: Option<&[u8]>,
+    selected: Vec<(&'static str, bool)>,
+    n: usize,
+    values: Vec<f32>,
 ) -> Result<SelectedTensors, ApiError> {
     let engine = &state.service.screener.engine;
-    let side = engine.preprocessor().input_size as usize;
-    let (n, values) = tensor_input(input, binary, side)?;
-    let selected = select_outputs(request, false)?;
     let per_image = values.len() / n;
     let mut tickets = Vec::with_capacity(n);
     for (index, chw) in values.chunks_exact(per_image).enumerate() {
@@ -580,14 +633,7 @@ async fn infer_tensors(
 
 /// BYTES `image_bytes`: encoded images through the full pipeline; the `finding` output
 /// carries each image's finding as JSON.
-async fn infer_image_bytes(
-    state: &AppState,
-    request: &InferRequest,
-    input: &RequestInput,
-    binary: Option<&[u8]>,
-) -> Result<SelectedTensors, ApiError> {
-    let images = bytes_input(input, binary, state.max_body_bytes)?;
-    let selected = select_outputs(request, true)?;
+async fn infer_image_bytes(state: &AppState, selected: Vec<(&'static str, bool)>, images: Vec<Bytes>) -> Result<SelectedTensors, ApiError> {
     let service = &state.service;
     let graded = try_join_all(images.into_iter().enumerate().map(|(index, bytes)| async move {
         service.grade(bytes, Laterality::Unspecified).await.map_err(|e| match e {

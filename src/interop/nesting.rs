@@ -39,9 +39,35 @@ struct Open {
     fragments: bool,
 }
 
-/// Explicit VRs whose length field is 4 bytes after 2 reserved bytes (PS3.5 7.1.2).
-fn long_vr(vr: &[u8]) -> bool {
-    matches!(vr, b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"SV" | b"UC" | b"UN" | b"UR" | b"UT" | b"UV")
+/// Explicit VRs whose length field is the 2 bytes after the VR (PS3.5 7.1.2); every
+/// other VR, and any unknown one (which dicom-rs reads as UN), has 2 reserved bytes and
+/// a 4-byte length. The scan must read lengths exactly as dicom-rs will, or a mutated VR
+/// lets a huge claimed length past it (fuzzing found a 5 KB object taking 3.5 s).
+fn short_vr(vr: &[u8]) -> bool {
+    matches!(
+        vr,
+        b"AE"
+            | b"AS"
+            | b"AT"
+            | b"CS"
+            | b"DA"
+            | b"DS"
+            | b"DT"
+            | b"FL"
+            | b"FD"
+            | b"IS"
+            | b"LO"
+            | b"LT"
+            | b"PN"
+            | b"SH"
+            | b"SL"
+            | b"SS"
+            | b"ST"
+            | b"TM"
+            | b"UI"
+            | b"UL"
+            | b"US"
+    )
 }
 
 fn u16_at(b: &[u8], at: usize) -> Option<u16> {
@@ -61,9 +87,26 @@ fn within(bytes: &[u8], pos: usize, length: u32) -> Result<(), ScanError> {
     Ok(())
 }
 
-/// Whether the standard dictionary says `tag` is a sequence (implicit VR carries no VR).
-fn dictionary_sequence(group: u16, element: u16) -> bool {
-    StandardDataDictionary.by_tag(Tag(group, element)).is_some_and(|e| e.vr().exact() == Some(dicom_core::VR::SQ))
+/// The VR the standard dictionary gives `tag` (implicit VR carries none), as its two
+/// characters; `UN` for unknown and ambiguous tags, as dicom-rs reads them.
+fn dictionary_vr(group: u16, element: u16) -> [u8; 2] {
+    let vr = StandardDataDictionary.by_tag(Tag(group, element)).and_then(|e| e.vr().exact()).unwrap_or(dicom_core::VR::UN);
+    let name = vr.to_string().as_bytes();
+    [name[0], name[1]]
+}
+
+/// The size of one value of a binary numeric VR (1 for text and bytes). dicom-rs reads
+/// `length / size` values but counts `length` bytes as read, so a length that is not a
+/// multiple of the size silently shifts every later header (PS3.5 6.2 requires the
+/// multiple anyway): one bit flipped in a VR (SH to SL) turned a 5 KB object into an
+/// 800 ms, gigabyte-sized read.
+fn value_size(vr: &[u8]) -> u32 {
+    match vr {
+        b"SS" | b"US" | b"OW" => 2,
+        b"AT" | b"FL" | b"SL" | b"UL" | b"OF" | b"OL" => 4,
+        b"FD" | b"OD" | b"SV" | b"UV" | b"OV" => 8,
+        _ => 1,
+    }
 }
 
 /// Why a data set was refused before parsing.
@@ -73,6 +116,39 @@ pub enum ScanError {
     TooDeep(usize),
     #[error("an element at byte {at} claims {length} bytes; only {remaining} remain")]
     LengthBeyondEnd { at: usize, length: u32, remaining: usize },
+    #[error("an element at byte {at} has length {length}, not a multiple of its {vr} value size {size}")]
+    LengthNotMultiple { at: usize, length: u32, vr: &'static str, size: u32 },
+}
+
+/// An explicit-VR element header at `pos` (not an item or delimiter): its VR, length and
+/// header size, read as dicom-rs reads it; None when the data ends inside it.
+fn explicit_header(bytes: &[u8], pos: usize) -> Option<([u8; 2], u32, usize)> {
+    let &[a, b] = bytes.get(pos + 4..pos + 6)? else { return None };
+    let vr = [a, b];
+    if short_vr(&vr) { Some((vr, u32::from(u16_at(bytes, pos + 6)?), 8)) } else { Some((vr, u32_at(bytes, pos + 8)?, 12)) }
+}
+
+/// Checks a Part 10 file's meta group (`bytes` starts after the `DICM` magic): flat,
+/// explicit VR little endian, as long as its (0002,0000) group length says. dicom-rs's
+/// meta reader also allocates each claimed length before reading it.
+pub fn check_meta(bytes: &[u8]) -> Result<(), ScanError> {
+    let Some(group_length) = u32_at(bytes, 8) else { return Ok(()) };
+    let end = 12usize.saturating_add(group_length as usize);
+    let mut pos = 12;
+    while pos < end {
+        let (Some(group), Some(_)) = (u16_at(bytes, pos), u16_at(bytes, pos + 2)) else { break };
+        let (length, header) = if group == 0xFFFE {
+            let Some(length) = u32_at(bytes, pos + 4) else { break };
+            (length, 8)
+        } else {
+            let Some((_, length, header)) = explicit_header(bytes, pos) else { break };
+            (length, header)
+        };
+        pos += header;
+        within(bytes, pos, length)?;
+        pos = pos.saturating_add(length as usize);
+    }
+    Ok(())
 }
 
 /// Refuses a data set nested deeper than `max_depth` or claiming more bytes than it has;
@@ -98,22 +174,22 @@ pub fn check(bytes: &[u8], encoding: Encoding, max_depth: usize) -> Result<usize
                 _ => {}
             }
         } else {
-            let (length, header, sequence) = match encoding {
+            let (vr, length, header) = match encoding {
                 Encoding::ExplicitLittle => {
-                    let Some(vr) = bytes.get(pos + 4..pos + 6) else { break };
-                    if long_vr(vr) {
-                        let Some(length) = u32_at(bytes, pos + 8) else { break };
-                        (length, 12, vr == b"SQ")
-                    } else {
-                        let Some(length) = u16_at(bytes, pos + 6) else { break };
-                        (u32::from(length), 8, false)
-                    }
+                    let Some(explicit) = explicit_header(bytes, pos) else { break };
+                    explicit
                 }
                 Encoding::ImplicitLittle => {
                     let Some(length) = u32_at(bytes, pos + 4) else { break };
-                    (length, 8, dictionary_sequence(group, element))
+                    (dictionary_vr(group, element), length, 8)
                 }
             };
+            let sequence = &vr == b"SQ";
+            let size = value_size(&vr);
+            if length != UNDEFINED && length % size != 0 {
+                let vr = dicom_core::VR::from_binary(vr).map_or("UN", |v| v.to_string());
+                return Err(ScanError::LengthNotMultiple { at: pos, length, vr, size });
+            }
             pos += header;
             within(bytes, pos, length)?;
             if length == UNDEFINED {
@@ -179,6 +255,30 @@ pub(crate) mod tests {
         let claim = [0x10, 0x00, 0x10, 0x00, b'U', b'T', 0, 0, 0x00, 0x00, 0x00, 0xF0, b'x'];
         assert!(matches!(check(&claim, Encoding::ExplicitLittle, MAX_DEPTH), Err(ScanError::LengthBeyondEnd { .. })));
         assert!(check(b"\x10\x00\x10\x00\x00\x00\x00\x40", Encoding::ImplicitLittle, MAX_DEPTH).is_err());
+        // An unknown VR is read as dicom-rs reads it (UN: reserved bytes, 4-byte length),
+        // so its claim is seen too.
+        let unknown_vr = [0x10, 0x00, 0x10, 0x00, 0xFF, 0x00, 0, 0, 0x00, 0x00, 0x00, 0xF0, b'x'];
+        assert!(matches!(check(&unknown_vr, Encoding::ExplicitLittle, MAX_DEPTH), Err(ScanError::LengthBeyondEnd { .. })));
+        // A binary value whose length is not a multiple of its value size is refused:
+        // dicom-rs would read fewer bytes than it counts and misread every later header.
+        let odd_sl = [0x08, 0x00, 0x00, 0x01, b'S', b'L', 6, 0, 1, 2, 3, 4, 5, 6];
+        assert!(matches!(check(&odd_sl, Encoding::ExplicitLittle, MAX_DEPTH), Err(ScanError::LengthNotMultiple { size: 4, .. })));
+        // (0028,0010) Rows is US in the dictionary: 3 bytes in implicit VR is refused too.
+        let odd_rows = [0x28, 0x00, 0x10, 0x00, 3, 0, 0, 0, 1, 2, 3];
+        assert!(matches!(check(&odd_rows, Encoding::ImplicitLittle, MAX_DEPTH), Err(ScanError::LengthNotMultiple { size: 2, .. })));
+    }
+
+    #[test]
+    fn the_meta_group_is_checked_for_claims_past_the_end() {
+        // (0002,0000) UL 4 = 28, then (0002,0010) UI claiming 40,000 bytes.
+        let mut meta = vec![0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0, 28, 0, 0, 0];
+        meta.extend_from_slice(&[0x02, 0x00, 0x10, 0x00, b'U', b'I', 0x40, 0x9C]);
+        meta.extend_from_slice(b"1.2.840.10008.1.2.1\0");
+        assert!(matches!(check_meta(&meta), Err(ScanError::LengthBeyondEnd { length: 40_000, .. })));
+        // The same with its true length passes.
+        meta[18] = 20;
+        meta[19] = 0;
+        assert_eq!(check_meta(&meta), Ok(()));
     }
 
     #[test]

@@ -164,6 +164,7 @@ pub fn read_part10(bytes: &[u8]) -> Result<(InMemDicomObject, String), ObjectErr
     };
     // The file meta group is flat; read it first to learn where the data set starts and
     // how it is encoded, and scan the data set's nesting before dicom-rs recurses into it.
+    nesting::check_meta(body.get(4..).unwrap_or_default()).map_err(|e| ObjectError::Unreadable(e.to_string()))?;
     let mut cursor = std::io::Cursor::new(body);
     let meta = dicom_object::meta::FileMetaTable::from_reader(&mut cursor).map_err(|e| ObjectError::Unreadable(e.to_string()))?;
     let dataset = body.get(cursor.position() as usize..).unwrap_or_default();

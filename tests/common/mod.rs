@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod mutate;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 

@@ -318,7 +318,9 @@ fn review_form(
     );
 }
 
-fn form_to_input(form: &[(String, String)]) -> Result<ReviewInput, String> {
+/// The review form's fields (as `application/x-www-form-urlencoded` pairs) as a review
+/// input; the review rules check it afterwards. Also the review-form fuzz target's entry.
+pub fn form_to_input(form: &[(String, String)]) -> Result<ReviewInput, String> {
     let get = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim().to_string());
     let mut eyes = BTreeMap::new();
     for (laterality, _) in EYE_ORDER {
