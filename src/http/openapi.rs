@@ -114,10 +114,13 @@ fn components(limits: &DocLimits) -> Value {
                             "images": {"type": "array", "items": {"type": "integer", "minimum": 0}}}}},
                     "images": {"type": "array", "items": schema("Finding")},
                     "model": model}}}});
-    let eye_review = json!({"type": "object", "additionalProperties": false, "properties": {
-        "grade": {"type": ["integer", "null"], "minimum": 0, "maximum": 4, "description": "null = ungradable"},
-        "dme": {"type": ["boolean", "null"]}}});
-    let eyes = json!({"type": "object", "description": "keyed by the exam's eyes: right, left or unspecified",
+    // A graded eye says whether macular oedema is present; an ungradable one says neither.
+    let eye_review = json!({"oneOf": [
+        {"type": "object", "required": ["grade", "dme"], "additionalProperties": false,
+            "properties": {"grade": {"type": "integer", "minimum": 0, "maximum": 4}, "dme": {"type": "boolean"}}},
+        {"type": "object", "additionalProperties": false, "description": "ungradable",
+            "properties": {"grade": {"type": "null"}, "dme": {"type": "null"}}}]});
+    let eyes = json!({"type": "object", "description": "keyed by the exam's eyes (right, left or unspecified); signing needs every eye of the exam",
         "propertyNames": {"enum": ["right", "left", "unspecified"]}, "additionalProperties": eye_review});
     let note_chars = crate::review::MAX_NOTE_CHARS;
     let review_input = json!({"type": "object", "required": ["eyes", "outcome"], "additionalProperties": false,
