@@ -204,3 +204,66 @@ fn an_upload_is_counted_and_readable() {
     let spec: Value = get(&app, "/openapi.json", None).json();
     assert!(spec["paths"]["/v1/grade"]["post"].is_object());
 }
+
+/// A review page's query string, path segment or form body that does not parse is
+/// answered with the styled HTML error page (400, or 415 for a body that is not a form),
+/// with the signed-in user's navigation, never axum's plain-text rejection.
+#[test]
+fn review_pages_refuse_malformed_requests_with_the_styled_error_page() {
+    let app = App::new();
+    let key = app.key("admin");
+    let identity = app.service.store.verify_key(&key).unwrap().expect("admin key");
+    let (token, _csrf) = app.service.store.create_session(&identity).unwrap();
+    let cookie = format!("drs_session={token}");
+    let page = |method: Method, path: &str, content_type: Option<&str>, body: &str| {
+        // A Host header: form POSTs without one are refused as cross-origin first.
+        let mut builder = request(method, path, None).header(header::COOKIE, &cookie).header(header::HOST, "drscreen.test");
+        if let Some(ct) = content_type {
+            builder = builder.header(header::CONTENT_TYPE, ct);
+        }
+        app.send(builder.body(body.as_bytes().to_vec()).unwrap())
+    };
+    let styled = |r: &Reply, status: u16, signed_in: bool| {
+        let html = r.text();
+        assert_eq!(r.status, status, "{html}");
+        assert!(r.headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"), "{:?}", r.headers);
+        assert!(html.contains("<h1>Bad request</h1>") && html.contains("/review/static/review.css"), "{html}");
+        assert_eq!(html.contains("Sign out"), signed_in, "{html}");
+    };
+    for path in [
+        "/review/agreement?last=-5",
+        "/review/agreement?last=abc",
+        "/review/audit?before=yesterday",
+        "/review/audit?limit=-1",
+        "/review?outcome=referral&outcome=rescreen",
+        "/review/exams/abc?saved=-1",
+        "/review/exams/%FF",
+    ] {
+        styled(&page(Method::GET, path, None, ""), 400, true);
+    }
+    // The forms: a body that is not application/x-www-form-urlencoded.
+    styled(&page(Method::POST, "/review/exams/abc/review", Some("application/json"), "{}"), 415, true);
+    let login =
+        request(Method::POST, "/review/login", None).header(header::HOST, "drscreen.test").header(header::CONTENT_TYPE, "application/json");
+    styled(&app.send(login.body(b"{}".to_vec()).unwrap()), 415, false);
+    // Signed out, a page still sends the user to sign in first.
+    let r = app.send(request(Method::GET, "/review/agreement?last=-5", None).body(Vec::new()).unwrap());
+    assert_eq!((r.status.as_u16(), r.headers.get(header::LOCATION).map(|v| v.to_str().unwrap())), (303, Some("/review/login")));
+}
+
+/// The JSON API answers a path segment that does not decode with the JSON error shape.
+#[test]
+fn undecodable_path_segments_are_json_errors() {
+    let app = App::new();
+    let key = app.key("admin");
+    for path in [
+        "/v1/exams/%FF",
+        "/v1/images/%FF",
+        "/v1/images/%FF/heatmap.png",
+        "/v1/exams/%FF/sr.dcm",
+        "/v1/exams/%FF/fhir",
+        "/v1/exams/%FF/reviews",
+    ] {
+        assert_error(&get(&app, path, Some(&key)), 400, "invalid_path");
+    }
+}

@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 # Triton's own Python client is the peer for the KServe v2 tests.
 python3 -c "import tritonclient.http" 2>/dev/null ||
   python3 -m pip install --quiet "tritonclient[http]==2.73.0" "numpy==2.4.6"
+# schemathesis fuzzes the API against its OpenAPI document (tests/api_schema.rs).
+python3 -c "import schemathesis" 2>/dev/null ||
+  python3 -m pip install --quiet "schemathesis==4.32.5"
 # dcmtk (img2dcm, echoscu, storescu, storescp, dsrdump) and dicom3tools (dciodvfy) are
 # the DICOM peers; fhir.resources parses the FHIR reports.
 if ! command -v storescu >/dev/null || ! command -v dciodvfy >/dev/null; then

@@ -5,14 +5,14 @@
 //! on the blocking pool.
 
 use axum::body::Bytes;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::AppState;
 use super::auth::Caller;
-use super::error::{ApiError, body_error};
+use super::error::{ApiError, Path, body_error};
 use crate::grading::Laterality;
 use crate::interop::object::{read_part10, text};
 use crate::service::{IngestError, Ingested, ScreeningService};

@@ -113,6 +113,19 @@ impl From<axum::extract::rejection::QueryRejection> for ApiError {
     }
 }
 
+/// `axum::extract::Path` whose rejection is the JSON error shape (400 `invalid_path`), so
+/// a segment that does not decode (`/v1/exams/%FF`) is answered like every other bad
+/// request.
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct Path<T>(pub T);
+
+impl From<axum::extract::rejection::PathRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::PathRejection) -> Self {
+        ApiError::bad_request("invalid_path", rejection.body_text())
+    }
+}
+
 /// Whether a body read failed because the client stalled (the body idle timeout of
 /// `server`), looking through the error's sources.
 pub fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {

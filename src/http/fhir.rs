@@ -1,12 +1,12 @@
 //! `GET /v1/exams/{id}/fhir`: the exam as a FHIR R4 DiagnosticReport (see `interop::fhir`).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::auth::Caller;
-use super::error::ApiError;
+use super::error::{ApiError, Path};
 
 pub async fn exam_fhir(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
     let exam = state.store_call(move |store| store.get_exam(&id)).await?;

@@ -3,15 +3,15 @@
 //! monitor. The review pages call the same functions ([`save_review`], [`agreement`]).
 
 use axum::Json;
+use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::AppState;
 use super::auth::Caller;
-use super::error::{ApiError, Query, from_rejection};
+use super::error::{ApiError, Path, Query, from_rejection};
 use crate::report::agreement::{self, AgreementReport};
 use crate::review::{Review, ReviewError, ReviewInput};
 use crate::store::{AuditQuery, ReviewSaveError, Role};

@@ -4,14 +4,14 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Multipart, Path, Request, State};
+use axum::extract::{Multipart, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::AppState;
 use super::auth::Caller;
-use super::error::{ApiError, Query, body_error, from_rejection};
+use super::error::{ApiError, Path, Query, body_error, from_rejection};
 use crate::engine::Timings;
 use crate::grading::Laterality;
 use crate::service::{ExamMetadata, IncomingImage};

@@ -5,12 +5,12 @@
 
 use std::fmt::Write;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
-use super::ReviewSession;
 use super::html::{num3, page, pct};
+use super::{PageQuery, ReviewSession};
 use crate::http::AppState;
 use crate::http::reviews::agreement;
 use crate::report::agreement::{AgreementStats, WeekRow};
@@ -95,7 +95,7 @@ fn trend_svg(weeks: &[WeekRow]) -> String {
 }
 
 /// `GET /review/agreement?last=N`.
-pub async fn show(State(state): State<AppState>, user: ReviewSession, Query(q): Query<AgreementQuery>) -> Response {
+pub async fn show(State(state): State<AppState>, user: ReviewSession, PageQuery(q): PageQuery<AgreementQuery>) -> Response {
     let report = match agreement(&state, q.last).await {
         Ok(r) => r,
         Err(e) => return e.into_response(),

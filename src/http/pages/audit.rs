@@ -5,18 +5,18 @@
 
 use std::fmt::Write;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::{Html, IntoResponse, Response};
 
-use super::ReviewSession;
 use super::html::{esc, page, urlenc};
+use super::{PageQuery, ReviewSession};
 use crate::http::AppState;
 use crate::store::{AuditQuery, Role};
 
 const PAGE: u32 = 100;
 
 /// `GET /review/audit?actor=&action=&object=&before=`.
-pub async fn show(State(state): State<AppState>, user: ReviewSession, Query(mut q): Query<AuditQuery>) -> Response {
+pub async fn show(State(state): State<AppState>, user: ReviewSession, PageQuery(mut q): PageQuery<AuditQuery>) -> Response {
     if let Err(refused) = user.require(&[Role::Admin]) {
         return *refused;
     }

@@ -7,14 +7,13 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use axum::Form;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::html::{csrf_field, esc, grade_text, num3, outcome_badge, outcome_label, page, pct};
-use super::{ReviewSession, error_page};
+use super::{PageForm, PagePath, PageQuery, ReviewSession, error_page};
 use crate::grading::{ExamOutcome, EyeResult, ImageFinding, Laterality};
 use crate::http::AppState;
 use crate::http::reviews::save_review;
@@ -32,7 +31,12 @@ pub struct Flash {
 }
 
 /// `GET /review/exams/{id}`.
-pub async fn show(State(state): State<AppState>, user: ReviewSession, Path(id): Path<String>, Query(flash): Query<Flash>) -> Response {
+pub async fn show(
+    State(state): State<AppState>,
+    user: ReviewSession,
+    PagePath(id): PagePath<String>,
+    PageQuery(flash): PageQuery<Flash>,
+) -> Response {
     let banner = flash.saved.map(|v| {
         let what = if flash.signed == Some(true) { "signed off" } else { "saved as a draft" };
         ("ok", format!("Review version {v} {what}."))
@@ -353,8 +357,8 @@ pub fn form_to_input(form: &[(String, String)]) -> Result<ReviewInput, String> {
 pub async fn submit(
     State(state): State<AppState>,
     user: ReviewSession,
-    Path(id): Path<String>,
-    Form(form): Form<Vec<(String, String)>>,
+    PagePath(id): PagePath<String>,
+    PageForm(form): PageForm<Vec<(String, String)>>,
 ) -> Response {
     if let Err(refused) = user.check_csrf(form.iter().find(|(k, _)| k == "csrf").map(|(_, v)| v.as_str())) {
         return *refused;
@@ -391,7 +395,7 @@ fn png(bytes: Vec<u8>) -> Response {
 }
 
 /// `GET /review/images/{id}/field.png`: the field of view the model saw.
-pub async fn field_png(State(state): State<AppState>, _user: ReviewSession, Path(id): Path<String>) -> Response {
+pub async fn field_png(State(state): State<AppState>, _user: ReviewSession, PagePath(id): PagePath<String>) -> Response {
     let image = match stored_image(&state, id).await {
         Ok(i) => i,
         Err(r) => return r,
@@ -403,7 +407,7 @@ pub async fn field_png(State(state): State<AppState>, _user: ReviewSession, Path
 }
 
 /// `GET /review/images/{id}/heatmap.png`: the same field with the model's heatmap.
-pub async fn heatmap_png(State(state): State<AppState>, _user: ReviewSession, Path(id): Path<String>) -> Response {
+pub async fn heatmap_png(State(state): State<AppState>, _user: ReviewSession, PagePath(id): PagePath<String>) -> Response {
     let image = match stored_image(&state, id).await {
         Ok(i) => i,
         Err(r) => return r,
@@ -415,7 +419,7 @@ pub async fn heatmap_png(State(state): State<AppState>, _user: ReviewSession, Pa
 }
 
 /// `GET /review/images/{id}/original`: the original photograph at full size.
-pub async fn original(State(state): State<AppState>, _user: ReviewSession, Path(id): Path<String>) -> Response {
+pub async fn original(State(state): State<AppState>, _user: ReviewSession, PagePath(id): PagePath<String>) -> Response {
     let image = match stored_image(&state, id).await {
         Ok(i) => i,
         Err(r) => return r,

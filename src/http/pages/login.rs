@@ -4,13 +4,12 @@
 
 use std::collections::HashMap;
 
-use axum::Form;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 
 use super::html::{esc, page};
-use super::{LOGIN_CSRF_COOKIE, ReviewSession, SESSION_COOKIE, cookie, set_cookie};
+use super::{LOGIN_CSRF_COOKIE, PageForm, ReviewSession, SESSION_COOKIE, cookie, set_cookie};
 use crate::http::AppState;
 use crate::store::{Role, random_hex};
 
@@ -42,7 +41,7 @@ pub async fn form(State(state): State<AppState>) -> Response {
 }
 
 /// `POST /review/login`: key -> session cookie.
-pub async fn submit(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<HashMap<String, String>>) -> Response {
+pub async fn submit(State(state): State<AppState>, headers: HeaderMap, PageForm(form): PageForm<HashMap<String, String>>) -> Response {
     use subtle::ConstantTimeEq;
     let expected = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
     let presented = form.get("csrf").cloned().unwrap_or_default();
@@ -89,7 +88,7 @@ pub async fn logout(
     State(state): State<AppState>,
     user: ReviewSession,
     headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
+    PageForm(form): PageForm<HashMap<String, String>>,
 ) -> Response {
     if let Err(refused) = user.check_csrf(form.get("csrf").map(String::as_str)) {
         return *refused;

@@ -11,7 +11,8 @@ pub mod html;
 mod login;
 mod worklist;
 
-use axum::extract::FromRequestParts;
+use axum::Form;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -136,6 +137,70 @@ pub fn error_page(status: StatusCode, session: Option<&Session>, title: &str, me
     (status, Html(html::page(title, session, &body))).into_response()
 }
 
+/// The signed-in clinician's or admin's session named by the request's cookie, if any.
+async fn session_of(headers: &HeaderMap, state: &AppState) -> Result<Option<Session>, Response> {
+    let Some(token) = cookie(headers, SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    let idle = state.review.session_idle_secs;
+    let found = state.store_call(move |store| store.session(&token, idle)).await.map_err(IntoResponse::into_response)?;
+    Ok(found.filter(|s| matches!(s.key.role, Role::Clinician | Role::Admin)))
+}
+
+/// A malformed query string, form body or path segment, answered with the styled error
+/// page (with the user's navigation when signed in), never axum's plain-text rejection.
+async fn bad_request_page(headers: &HeaderMap, state: &AppState, status: StatusCode, detail: &str) -> Response {
+    let session = session_of(headers, state).await.ok().flatten();
+    let status = if status.is_client_error() { status } else { StatusCode::BAD_REQUEST };
+    error_page(status, session.as_ref(), "Bad request", &format!("This page could not read the request: {detail}"))
+}
+
+/// `axum::extract::Query` for the pages: a query string that does not parse (`?last=-5`)
+/// is answered 400 with the styled error page.
+pub struct PageQuery<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Send> FromRequestParts<AppState> for PageQuery<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        match Query::<T>::try_from_uri(&parts.uri) {
+            Ok(Query(q)) => Ok(Self(q)),
+            Err(e) => Err(bad_request_page(&parts.headers, state, e.status(), &e.body_text()).await),
+        }
+    }
+}
+
+/// `axum::extract::Path` for the pages: a segment that does not decode (`%FF`) is
+/// answered with the styled error page.
+pub struct PagePath<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Send> FromRequestParts<AppState> for PagePath<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(p)) => Ok(Self(p)),
+            Err(e) => Err(bad_request_page(&parts.headers, state, e.status(), &e.body_text()).await),
+        }
+    }
+}
+
+/// `axum::Form` for the pages: a body that is not a URL-encoded form is answered with
+/// the styled error page (415 or 400).
+pub struct PageForm<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Send> FromRequest<AppState> for PageForm<T> {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let headers = request.headers().clone();
+        match Form::<T>::from_request(request, state).await {
+            Ok(Form(f)) => Ok(Self(f)),
+            Err(e) => Err(bad_request_page(&headers, state, e.status(), &e.body_text()).await),
+        }
+    }
+}
+
 /// A signed-in clinician or admin. Pages that need one redirect to sign-in otherwise.
 pub struct ReviewSession {
     pub session: Session,
@@ -177,15 +242,9 @@ impl FromRequestParts<AppState> for ReviewSession {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let to_login = || Redirect::to("/review/login").into_response();
-        let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
-            return Err(to_login());
-        };
-        let idle = state.review.session_idle_secs;
-        let found = state.store_call(move |store| store.session(&token, idle)).await.map_err(IntoResponse::into_response)?;
-        match found {
-            Some(session) if matches!(session.key.role, Role::Clinician | Role::Admin) => Ok(Self { session }),
-            _ => Err(to_login()),
+        match session_of(&parts.headers, state).await? {
+            Some(session) => Ok(Self { session }),
+            None => Err(Redirect::to("/review/login").into_response()),
         }
     }
 }

@@ -4,13 +4,13 @@
 
 use std::fmt::Write;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
 use super::html::{esc, grade_text, outcome_badge, outcome_label, page};
-use super::{ReviewSession, error_page};
+use super::{PageQuery, ReviewSession, error_page};
 use crate::grading::{ExamOutcome, Laterality};
 use crate::http::AppState;
 use crate::review::in_qa_sample;
@@ -147,6 +147,6 @@ async fn render(state: &AppState, user: &ReviewSession, q: WorklistQuery) -> Res
 }
 
 /// `GET /review`.
-pub async fn show(State(state): State<AppState>, user: ReviewSession, Query(q): Query<WorklistQuery>) -> Response {
+pub async fn show(State(state): State<AppState>, user: ReviewSession, PageQuery(q): PageQuery<WorklistQuery>) -> Response {
     render(&state, &user, q).await
 }
