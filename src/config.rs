@@ -411,6 +411,7 @@ static KNOBS: LazyLock<Vec<Knob>> = LazyLock::new(|| {
         "http-max-connections" => http.max_connections: "Open HTTP connections at once; beyond it new connections are closed";
         "http-header-read-secs" => http.header_read_secs: "Seconds a client may take to send request headers (also the keep-alive idle time)";
         "http-body-idle-secs" => http.body_idle_secs: "Seconds a request body may stall before the request ends (408)";
+        "http-min-body-bytes-per-sec" => http.min_body_bytes_per_sec: "Slowest average upload, bytes/s, after the first body_idle_secs (408 body_too_slow); 0 = off";
     }
 });
 

@@ -29,7 +29,7 @@ fn fuzz_dir(kind: &str, target: &str) -> PathBuf {
 }
 
 /// Runs `target` on `input` on a thread with a 2 MiB stack; Err names what panicked.
-fn run(target: fn(&[u8]), input: Vec<u8>) -> Result<(), String> {
+fn run(target: targets::Target, input: Vec<u8>) -> Result<(), String> {
     std::thread::Builder::new().stack_size(2 << 20).spawn(move || target(&input)).map_err(|e| e.to_string())?.join().map_err(|panic| {
         panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
     })

@@ -93,6 +93,8 @@ pub fn from_rejection(status: StatusCode, text: String) -> ApiError {
         // client's body that stalled or broke off (tower-http's timeout says "timeout").
         if text.contains("timeout") {
             ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", "the request body stalled; send it again")
+        } else if text.contains("too slowly") {
+            body_too_slow()
         } else {
             ApiError::new(StatusCode::BAD_REQUEST, "bad_body", text)
         }
@@ -139,10 +141,28 @@ pub fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+fn body_too_slow() -> ApiError {
+    ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_too_slow", "the request body arrived too slowly (see http.min_body_bytes_per_sec)")
+}
+
+/// Whether a body read was ended by the minimum upload rate, looking through sources.
+pub fn is_body_too_slow(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.is::<super::body_rate::BodyTooSlow>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
 /// A failed body read: 408 when the client stalled, else 413 (the only other way
 /// `axum::body::to_bytes` with a limit fails on a healthy connection).
 pub fn body_error(error: axum::Error, limit: usize) -> ApiError {
-    if is_body_timeout(&error) {
+    if is_body_too_slow(&error) {
+        body_too_slow()
+    } else if is_body_timeout(&error) {
         ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", "the request body stalled; send it again")
     } else {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the request is larger than {limit} bytes"))

@@ -11,6 +11,7 @@
 //!   `metrics` (`/metrics`), `openapi` (`/openapi.json`, `/docs`).
 
 pub mod auth;
+pub mod body_rate;
 pub mod dicomweb;
 pub mod error;
 pub mod fhir;
@@ -167,7 +168,12 @@ pub async fn shutdown_signal() {
 /// finishes (bounded by `drain`), and the store is dropped (SQLite checkpoints on close).
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState, limits: HttpLimits, drain: Duration) -> std::io::Result<()> {
     let engine = state.service.screener.engine.clone();
-    let app = router(state).layer(tower_http::timeout::RequestBodyTimeoutLayer::new(Duration::from_secs(limits.body_idle_secs.max(1))));
+    let min_rate =
+        body_rate::MinRate { min_bytes_per_sec: limits.min_body_bytes_per_sec, grace: Duration::from_secs(limits.body_idle_secs) };
+    // Outermost first: the idle timeout ends a body that stops, the rate one that trickles.
+    let app = router(state)
+        .layer(axum::middleware::map_request(move |request: axum::extract::Request| async move { min_rate.wrap(request) }))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(Duration::from_secs(limits.body_idle_secs.max(1))));
     let signal_engine = engine.clone();
     server::run(listener, app, limits, async move {
         shutdown_signal().await;

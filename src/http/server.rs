@@ -32,11 +32,14 @@ pub struct HttpLimits {
     pub header_read_secs: u64,
     /// Seconds a request body may stall between two chunks before the request ends (408).
     pub body_idle_secs: u64,
+    /// Slowest average upload accepted, in bytes per second, counted after the first
+    /// `body_idle_secs` (408 `body_too_slow`); 0 turns it off.
+    pub min_body_bytes_per_sec: u64,
 }
 
 impl Default for HttpLimits {
     fn default() -> Self {
-        Self { max_connections: 512, header_read_secs: 10, body_idle_secs: 30 }
+        Self { max_connections: 512, header_read_secs: 10, body_idle_secs: 30, min_body_bytes_per_sec: 1024 }
     }
 }
 

@@ -1,10 +1,12 @@
 //! What the edges produce or parse, shared by HTTP and DICOM: DICOM objects turned into
 //! fundus images (`object`), the per-exam DICOM Structured Report (`sr`) and the FHIR R4
-//! report (`fhir`), and the nesting pre-scan every DICOM read goes through (`nesting`).
+//! report (`fhir`), and the two guards every DICOM read goes through: the nesting pre-scan
+//! (`nesting`) and the decoder that allocates no more than the data holds (`bounded`).
 //! Pure translation: no network, no database, no clock of its own;
 //! callers (the service, the edges) load what a document needs and pass it in.
 //! Constants both DICOM readers and writers need live here.
 
+pub mod bounded;
 pub mod fhir;
 pub mod nesting;
 pub mod object;

@@ -171,7 +171,9 @@ pub fn check(bytes: &[u8], encoding: Encoding, max_depth: usize) -> Result<usize
                 ITEM_END | SEQUENCE_END => {
                     open.pop();
                 }
-                _ => {}
+                // Any other tag in the item group is read by dicom-rs as a UN value.
+                _ if length != UNDEFINED => pos = pos.saturating_add(length as usize),
+                _ => open.push(Open { end: None, fragments: false }),
             }
         } else {
             let (vr, length, header) = match encoding {

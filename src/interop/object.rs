@@ -15,7 +15,7 @@ use dicom_object::InMemDicomObject;
 use dicom_object::meta::FileMetaTableBuilder;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
-use super::{EXPLICIT_VR_LE, IMPLEMENTATION_CLASS_UID, IMPLICIT_VR_LE, nesting};
+use super::{EXPLICIT_VR_LE, IMPLEMENTATION_CLASS_UID, IMPLICIT_VR_LE, bounded, nesting};
 use crate::grading::Laterality;
 use crate::preprocess::decode::{self, Decoded};
 use crate::preprocess::{DecodeLimits, Format, PreprocessError, SourceInfo};
@@ -149,7 +149,17 @@ pub fn read_dataset(bytes: &[u8], ts_uid: &str) -> Result<InMemDicomObject, Obje
     let uid = ts_uid.trim_end_matches(['\0', ' ']);
     let ts = TransferSyntaxRegistry.get(uid).ok_or_else(|| ObjectError::TransferSyntax(uid.to_string()))?;
     check_nesting(bytes, uid)?;
-    InMemDicomObject::read_dataset_with_ts(bytes, ts).map_err(|e| ObjectError::Unreadable(e.to_string()))
+    read_bounded(bytes, ts)
+}
+
+/// Parses a data set with dicom-rs through the [`bounded::Bounded`] decoder, without the
+/// nesting pre-scan: [`read_dataset`] is the entry point; this one is public so a test can
+/// hold the decoder alone to its allocation bound.
+#[doc(hidden)]
+pub fn read_bounded(bytes: &[u8], ts: &dicom_encoding::TransferSyntax) -> Result<InMemDicomObject, ObjectError> {
+    let unreadable = |e: &dyn std::fmt::Display| ObjectError::Unreadable(e.to_string());
+    let decoder = dicom_parser::StatefulDecoder::new_with_ts(bytes, ts, 0).map_err(|e| unreadable(&e))?;
+    InMemDicomObject::read_dataset(bounded::Bounded::new(decoder, bytes.len() as u64)).map_err(|e| unreadable(&e))
 }
 
 /// Reads a Part 10 file (with or without the 128-byte preamble); returns the data set
@@ -168,10 +178,10 @@ pub fn read_part10(bytes: &[u8]) -> Result<(InMemDicomObject, String), ObjectErr
     let mut cursor = std::io::Cursor::new(body);
     let meta = dicom_object::meta::FileMetaTable::from_reader(&mut cursor).map_err(|e| ObjectError::Unreadable(e.to_string()))?;
     let dataset = body.get(cursor.position() as usize..).unwrap_or_default();
-    check_nesting(dataset, meta.transfer_syntax().trim_end_matches(['\0', ' ']))?;
-    let file = dicom_object::from_reader(body).map_err(|e| ObjectError::Unreadable(e.to_string()))?;
-    let ts = file.meta().transfer_syntax().trim_end_matches(['\0', ' ']).to_string();
-    Ok((file.into_inner(), ts))
+    let ts_uid = meta.transfer_syntax().trim_end_matches(['\0', ' ']).to_string();
+    check_nesting(dataset, &ts_uid)?;
+    let ts = TransferSyntaxRegistry.get(&ts_uid).ok_or_else(|| ObjectError::TransferSyntax(ts_uid.clone()))?;
+    Ok((read_bounded(dataset, ts)?, ts_uid))
 }
 
 /// Wraps a received data set (bytes in `ts_uid`) as a Part 10 file without re-encoding it.
