@@ -35,7 +35,16 @@ fn connect(url: &str) -> TcpStream {
 
 #[test]
 fn slow_and_lying_http_clients_are_cut_off() {
-    let server = Server::start(&["--http-header-read-secs", "1", "--http-body-idle-secs", "1", "--dicom-enabled", "false"]);
+    let server = Server::start(&[
+        "--http-header-read-secs",
+        "1",
+        "--http-body-idle-secs",
+        "1",
+        "--http-min-body-bytes-per-sec",
+        "1000",
+        "--dicom-enabled",
+        "false",
+    ]);
     let key = server.key("device");
 
     // Half-sent headers: closed after the header read timeout.
@@ -64,6 +73,33 @@ fn slow_and_lying_http_clients_are_cut_off() {
     let answer = read_until_closed(&mut s, Duration::from_secs(20));
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("body_timeout"), "{answer}");
+
+    // A body that trickles 10 bytes every 300 ms (never idle long enough for the idle
+    // timeout): 408 once its average falls under 1000 bytes/s after the 1 s grace.
+    let mut s = connect(&server.url);
+    let head = format!(
+        "POST /v1/grade HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Type: image/jpeg\r\nContent-Length: 100000\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    let mut first = Vec::new();
+    for _ in 0..60 {
+        if s.write_all(b"0123456789").is_err() {
+            break;
+        }
+        let mut buf = [0u8; 4096];
+        match s.read(&mut buf) {
+            Ok(n) => {
+                first.extend_from_slice(&buf[..n]);
+                break;
+            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => break,
+        }
+    }
+    let answer = String::from_utf8_lossy(&first).to_string() + &read_until_closed(&mut s, Duration::from_secs(20));
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("body_too_slow"), "{answer}");
 
     // The server still answers.
     assert_eq!(http().get(format!("{}/readyz", server.url)).send().unwrap().status(), 200);
