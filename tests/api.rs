@@ -37,9 +37,11 @@ fn health_readiness_and_unknown_routes() {
     for path in ["/v1/exams/nope", "/v1/images/nope", "/v1/images/nope/heatmap.png", "/v1/exams/nope/sr.dcm", "/v1/exams/nope/fhir"] {
         assert_error(&get(&app, path, Some(&key)), 404, "not_found");
     }
-    // A known route with the wrong method is not a 404.
-    let r = app.send(request(Method::DELETE, "/v1/exams", Some(&key)).body(Vec::new()).unwrap());
-    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    // A known route with the wrong method is not a 404, and is a JSON error like the rest
+    // (axum's default was an empty body), on the API, KServe and the review pages alike.
+    for (method, path) in [(Method::DELETE, "/v1/exams"), (Method::PUT, "/v2/models/dr-synth/infer"), (Method::DELETE, "/review/login")] {
+        assert_error(&app.send(request(method, path, Some(&key)).body(Vec::new()).unwrap()), 405, "method_not_allowed");
+    }
 }
 
 // Moved from serve.rs (was a real process).

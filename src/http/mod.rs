@@ -85,6 +85,10 @@ pub fn router(state: AppState) -> axum::Router {
         .merge(kserve::routes())
         .merge(pages::routes())
         .fallback(|| async { error::ApiError::not_found("route") })
+        // After every route is registered: it applies to the method routers added so far.
+        .method_not_allowed_fallback(|| async {
+            error::ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+        })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(body_limit, refuse_declared_oversize))
         // Browsers must take every response for the type it declares (no MIME sniffing).
