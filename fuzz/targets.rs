@@ -109,7 +109,10 @@ fn check_review(input: &ReviewInput, eyes: &[Laterality]) {
             && let Some(outcome) = drscreen::grading::ExamOutcome::parse(&input.outcome)
             && outcome.less_urgent_than(drscreen::review::outcome_by_rule(&input.eyes))
         {
-            assert!(drscreen::review::outcome_reason(input).is_some(), "signed a less urgent outcome than the grades imply without a reason");
+            assert!(
+                drscreen::review::outcome_reason(input).is_some(),
+                "signed a less urgent outcome than the grades imply without a reason"
+            );
         }
     }
     let _ = plan(None, input);

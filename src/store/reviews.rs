@@ -36,7 +36,8 @@ struct Body {
     note: String,
 }
 
-const REVIEW_COLUMNS: &str = "exam_id, version, reviewer, created_at, updated_at, signed_at, amends, amendment_reason, body_json, outcome_reason";
+const REVIEW_COLUMNS: &str =
+    "exam_id, version, reviewer, created_at, updated_at, signed_at, amends, amendment_reason, body_json, outcome_reason";
 
 fn review_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Review, StoreError>> {
     let body_json: String = row.get(8)?;

@@ -324,9 +324,7 @@ fn review_form(
         .collect();
     // The outcome the clinician's own readings give under the same table as the model's
     // (review.js updates it as the selects change); shown once every eye is read.
-    let complete = eyes.iter().all(|e| {
-        prefill_eyes.get(e.laterality.as_str()).is_some_and(|r| r.grade.is_none() || r.dme.is_some())
-    });
+    let complete = eyes.iter().all(|e| prefill_eyes.get(e.laterality.as_str()).is_some_and(|r| r.grade.is_none() || r.dme.is_some()));
     let implied = if complete { outcome_label(outcome_by_rule(&prefill_eyes)) } else { "— grade every eye —" };
     let _ = write!(
         b,
