@@ -309,7 +309,8 @@ fn review_pages_sessions_csrf_worklist_and_timeouts() {
 /// stored with the version, returned, and audited with the sign-off.
 #[test]
 fn signing_a_less_urgent_outcome_than_the_grades_imply_needs_a_reason_over_the_json_api() {
-    let server = Server::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
     let (device, clinician, admin) = (server.key("device"), server.key("clinician"), server.key("admin"));
     let exam = submit_exam(&server, &device, &[("right", "grade3_R.jpg"), ("left", "grade2_L.png")]);
     let id = exam["id"].as_str().unwrap().to_string();
