@@ -374,10 +374,11 @@ fn signing_a_less_urgent_outcome_than_the_grades_imply_needs_a_reason_over_the_j
     );
     assert_eq!(s, StatusCode::CREATED, "{amended}");
     assert_eq!((amended["version"].as_u64(), amended["outcome_reason"].clone()), (Some(2), Value::Null));
+    let other = submit_exam(&server, &device, &[("right", "grade3_R.jpg"), ("left", "grade2_L.png")]);
     let (s, more_urgent) = post_review(
         &server,
         &clinician,
-        &submit_exam(&server, &device, &[("right", "grade3_R.jpg"), ("left", "grade2_L.png")])["id"].as_str().unwrap().to_string(),
+        other["id"].as_str().unwrap(),
         json!({"eyes": both_eyes(0, 0), "outcome": "referral", "sign": true}),
     );
     assert_eq!((s, more_urgent["state"].as_str()), (StatusCode::CREATED, Some("signed")), "a more urgent outcome needs no reason");
