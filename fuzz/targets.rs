@@ -106,6 +106,15 @@ fn check_review(input: &ReviewInput, eyes: &[Laterality]) {
             assert!(eyes.iter().any(|l| l.as_str() == eye), "accepted a grade for an eye the exam does not have");
             assert!(reading.grade.is_none_or(|g| g <= 4), "accepted an ICDR grade above 4");
         }
+        if input.sign
+            && let Some(outcome) = drscreen::grading::ExamOutcome::parse(&input.outcome)
+            && outcome.less_urgent_than(drscreen::review::outcome_by_rule(&input.eyes))
+        {
+            assert!(
+                drscreen::review::outcome_reason(input).is_some(),
+                "signed a less urgent outcome than the grades imply without a reason"
+            );
+        }
     }
     let _ = plan(None, input);
 }

@@ -303,3 +303,149 @@ fn review_pages_sessions_csrf_worklist_and_timeouts() {
     let (s, _, _) = a.get("/review/audit");
     assert_eq!(s, StatusCode::SEE_OTHER, "a revoked key's session ends");
 }
+
+/// Issue 16: a sign-off whose outcome is less urgent than the clinician's own grades
+/// imply (the model's outcome table applied to them) needs a stated reason, which is
+/// stored with the version, returned, and audited with the sign-off.
+#[test]
+fn signing_a_less_urgent_outcome_than_the_grades_imply_needs_a_reason_over_the_json_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let (device, clinician, admin) = (server.key("device"), server.key("clinician"), server.key("admin"));
+    let exam = submit_exam(&server, &device, &[("right", "grade3_R.jpg"), ("left", "grade2_L.png")]);
+    let id = exam["id"].as_str().unwrap().to_string();
+    let grade4_dme = json!({"right": {"grade": 4, "dme": true}, "left": {"grade": 2, "dme": false}});
+
+    // The ophthalmologist's case: right eye grade 4 with macular oedema, signed as rescreen.
+    let (s, body) = post_review(&server, &clinician, &id, json!({"eyes": grade4_dme, "outcome": "rescreen", "sign": true}));
+    assert_eq!((s, body["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("outcome_reason_required")), "{body}");
+    assert!(body["error"].as_str().unwrap().contains("imply urgent referral"), "{body}");
+    let (s, body) =
+        post_review(&server, &clinician, &id, json!({"eyes": grade4_dme, "outcome": "rescreen", "sign": true, "outcome_reason": " \n "}));
+    assert_eq!((s, body["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("outcome_reason_required")), "a blank reason: {body}");
+    let (s, body) = post_review(
+        &server,
+        &clinician,
+        &id,
+        json!({"eyes": grade4_dme, "outcome": "rescreen", "sign": true, "outcome_reason": "x".repeat(4001)}),
+    );
+    assert_eq!((s, body["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("note_too_long")), "{body}");
+    let none: Value = http().get(format!("{}/v1/exams/{id}/reviews", server.url)).bearer_auth(&admin).send().unwrap().json().unwrap();
+    assert_eq!(none["reviews"].as_array().unwrap().len(), 0, "nothing written: {none}");
+
+    // A draft may be saved without it.
+    let (s, draft) = post_review(&server, &clinician, &id, json!({"eyes": grade4_dme, "outcome": "rescreen"}));
+    assert_eq!((s, draft["state"].as_str()), (StatusCode::CREATED, Some("draft")), "{draft}");
+    assert_eq!(draft["outcome_reason"], Value::Null);
+
+    // With the reason: signed, stored, returned and audited.
+    let reason = "Grade 4 is regressed, laser-treated PDR under the hospital eye service; DME chronic and stable.";
+    let (s, signed) = post_review(
+        &server,
+        &clinician,
+        &id,
+        json!({"eyes": grade4_dme, "outcome": "rescreen", "sign": true, "outcome_reason": reason, "base_version": 1}),
+    );
+    assert_eq!(s, StatusCode::CREATED, "{signed}");
+    assert_eq!((signed["state"].as_str(), signed["outcome"].as_str()), (Some("signed"), Some("rescreen")));
+    assert_eq!((signed["outcome_by_rule"].as_str(), signed["outcome_reason"].as_str()), (Some("urgent_referral"), Some(reason)));
+    let history: Value = http().get(format!("{}/v1/exams/{id}/reviews", server.url)).bearer_auth(&admin).send().unwrap().json().unwrap();
+    assert_eq!(history["reviews"][0], signed);
+    let audit: Value =
+        http().get(format!("{}/v1/audit?object={id}&action=review.sign", server.url)).bearer_auth(&admin).send().unwrap().json().unwrap();
+    let events = audit["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{audit}");
+    let detail = events[0]["detail"].as_str().unwrap();
+    assert!(detail.contains("outcome rescreen where the grades imply urgent_referral") && detail.contains(reason), "{detail}");
+
+    // An amendment that signs is held to the same rule; an equal or more urgent outcome needs none.
+    let (s, body) = post_review(
+        &server,
+        &clinician,
+        &id,
+        json!({"eyes": grade4_dme, "outcome": "referral", "sign": true, "amendment_reason": "second opinion", "base_version": 1}),
+    );
+    assert_eq!((s, body["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("outcome_reason_required")), "{body}");
+    let (s, amended) = post_review(
+        &server,
+        &clinician,
+        &id,
+        json!({"eyes": grade4_dme, "outcome": "urgent_referral", "sign": true, "amendment_reason": "second opinion", "base_version": 1}),
+    );
+    assert_eq!(s, StatusCode::CREATED, "{amended}");
+    assert_eq!((amended["version"].as_u64(), amended["outcome_reason"].clone()), (Some(2), Value::Null));
+    let other = submit_exam(&server, &device, &[("right", "grade3_R.jpg"), ("left", "grade2_L.png")]);
+    let (s, more_urgent) = post_review(
+        &server,
+        &clinician,
+        other["id"].as_str().unwrap(),
+        json!({"eyes": both_eyes(0, 0), "outcome": "referral", "sign": true}),
+    );
+    assert_eq!((s, more_urgent["state"].as_str()), (StatusCode::CREATED, Some("signed")), "a more urgent outcome needs no reason");
+
+    // The reason is in its own column, added by a migration; the signed row is locked.
+    let data_dir = server.data_dir.clone();
+    assert!(server.stop().success());
+    let db = rusqlite::Connection::open(data_dir.join("drscreen.sqlite3")).unwrap();
+    let stored: Option<String> =
+        db.query_row("SELECT outcome_reason FROM reviews WHERE exam_id = ?1 AND version = 1", [&id], |r| r.get(0)).unwrap();
+    assert_eq!(stored.as_deref(), Some(reason));
+    let err = db.execute("UPDATE reviews SET outcome_reason = NULL WHERE exam_id = ?1 AND version = 1", [&id]).unwrap_err();
+    assert!(err.to_string().contains("locked"), "{err}");
+}
+
+/// The review form shows the outcome the clinician's grades imply, refuses a less urgent
+/// sign-off without a reason in words (keeping what was typed), and signs it with one.
+#[test]
+fn review_form_shows_the_implied_outcome_and_asks_for_a_reason() {
+    let server = Server::start(&[]);
+    let (device, clinician) = (server.key("device"), server.key("clinician"));
+    let exam = submit_exam(&server, &device, &[("right", "grade3_R.jpg"), ("left", "grade2_L.png")]);
+    let id = exam["id"].as_str().unwrap().to_string();
+    let mut b = Browser::new(&server.url);
+    assert_eq!(sign_in(&mut b, &clinician).0, StatusCode::SEE_OTHER);
+    let (s, case, _) = b.get(&format!("/review/exams/{id}"));
+    assert_eq!(s, StatusCode::OK);
+    assert!(case.contains("Outcome implied by your grades: <b id=\"implied-outcome\">— grade every eye —</b>"), "{case}");
+    assert!(case.contains(r#"<textarea name="outcome_reason" id="outcome_reason""#), "{case}");
+    let csrf = hidden(&case, "csrf");
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("base_version", "0"),
+        ("right_grade", "4"),
+        ("right_dme", "yes"),
+        ("left_grade", "2"),
+        ("left_dme", "no"),
+        ("outcome", "rescreen"),
+        ("note", "typed note"),
+        ("action", "sign"),
+    ];
+    let path = format!("/review/exams/{id}/review");
+
+    // Refused, in words; the form keeps what was typed and shows the implied outcome.
+    let (s, page, _) = b.post(&path, &form);
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{page}");
+    assert!(page.contains("your grades imply urgent referral") && page.contains("needs a stated reason"), "{page}");
+    assert!(page.contains(r#"<b id="implied-outcome">Urgent referral</b>"#), "{page}");
+    assert!(page.contains(r#"<option value="rescreen" selected>"#) && page.contains(">typed note</textarea>"), "{page}");
+    // A reason typed into a form refused for another reason is kept too.
+    let incomplete: Vec<(&str, &str)> =
+        form.iter().copied().filter(|(k, _)| !k.starts_with("left_")).chain([("outcome_reason", "laser scars")]).collect();
+    let (s, page, _) = b.post(&path, &incomplete);
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{page}");
+    assert!(page.contains(">laser scars</textarea>"), "{page}");
+    let none: Value = http().get(format!("{}/v1/exams/{id}/reviews", server.url)).bearer_auth(&clinician).send().unwrap().json().unwrap();
+    assert_eq!(none["reviews"].as_array().unwrap().len(), 0);
+
+    // With the reason: signed, and the history shows it.
+    let with_reason: Vec<(&str, &str)> = form.iter().copied().chain([("outcome_reason", "old treated PDR, stable")]).collect();
+    let (s, _, h) = b.post(&path, &with_reason);
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let (_, after, _) = b.get(&location(&h));
+    assert!(after.contains("Review version 1 signed off"), "{after}");
+    assert!(
+        after.contains("Reason for an outcome less urgent than the grades imply (Urgent referral): old treated PDR, stable"),
+        "{after}"
+    );
+    assert!(after.contains(r#"<b id="implied-outcome">Urgent referral</b>"#), "the amendment form starts from the signed reading");
+}

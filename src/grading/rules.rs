@@ -52,6 +52,19 @@ impl ExamOutcome {
     pub fn parse(text: &str) -> Option<Self> {
         [Self::UrgentReferral, Self::Referral, Self::Rescreen, Self::Ungradable].into_iter().find(|o| o.as_str() == text)
     }
+
+    /// Urgency rank, 0 = most urgent: the outcome's row in [`OUTCOME_TABLE`] (urgent
+    /// referral, referral, ungradable, rescreen), the order the worklist uses. Not the
+    /// derived `Ord`, which follows the declaration order (rescreen before ungradable).
+    pub fn urgency_rank(self) -> usize {
+        OUTCOME_TABLE.iter().position(|(_, o, _)| *o == self).unwrap_or(OUTCOME_TABLE.len())
+    }
+
+    /// Whether `self` asks less of the patient's care than `other` (e.g. rescreen
+    /// against referral, or rescreen against ungradable).
+    pub fn less_urgent_than(self, other: Self) -> bool {
+        self.urgency_rank() > other.urgency_rank()
+    }
 }
 
 /// Site policy around the model's thresholds.
@@ -240,6 +253,17 @@ mod tests {
         assert_eq!(exam_outcome(&[]).0, ExamOutcome::Ungradable);
         // Row 3: all gradable, 0-1, no DME.
         assert_eq!(exam_outcome(&[eye(true, Some(1), Some(false)), eye(true, Some(0), Some(false))]).0, ExamOutcome::Rescreen);
+    }
+
+    #[test]
+    fn urgency_follows_the_outcome_table() {
+        use ExamOutcome::*;
+        let order: Vec<usize> = [UrgentReferral, Referral, Ungradable, Rescreen].iter().map(|o| o.urgency_rank()).collect();
+        assert_eq!(order, [0, 1, 2, 3]);
+        assert!(Rescreen.less_urgent_than(Referral) && Rescreen.less_urgent_than(Ungradable));
+        assert!(Referral.less_urgent_than(UrgentReferral) && Ungradable.less_urgent_than(Referral));
+        assert!(!UrgentReferral.less_urgent_than(Referral) && !Referral.less_urgent_than(Referral));
+        assert!(!Ungradable.less_urgent_than(Rescreen));
     }
 
     #[test]

@@ -126,14 +126,17 @@ fn components(limits: &DocLimits) -> Value {
     let review_input = json!({"type": "object", "required": ["eyes", "outcome"], "additionalProperties": false,
         "properties": {"eyes": eyes, "outcome": outcome, "note": {"type": "string", "maxLength": note_chars},
             "sign": {"type": "boolean"}, "amendment_reason": {"type": ["string", "null"], "maxLength": note_chars},
+            "outcome_reason": {"type": ["string", "null"], "maxLength": note_chars,
+                "description": "why the outcome is less urgent than the one the eyes' grades imply (outcome_by_rule); required to sign such an outcome (422 outcome_reason_required without it); blank counts as missing"},
             "base_version": {"type": ["integer", "null"], "minimum": 0, "maximum": u32::MAX}}});
     let review = json!({"type": "object",
-        "required": ["exam_id", "version", "state", "reviewer", "created_at", "updated_at", "signed_at", "amends", "amendment_reason", "eyes", "outcome", "outcome_by_rule", "note"],
+        "required": ["exam_id", "version", "state", "reviewer", "created_at", "updated_at", "signed_at", "amends", "amendment_reason", "eyes", "outcome", "outcome_by_rule", "note", "outcome_reason"],
         "properties": {"exam_id": {"type": "string"}, "version": {"type": "integer", "minimum": 1},
             "state": {"type": "string", "enum": ["draft", "signed"]}, "reviewer": {"type": "string"},
             "created_at": {"type": "string"}, "updated_at": {"type": "string"}, "signed_at": {"type": ["string", "null"]},
             "amends": {"type": ["integer", "null"]}, "amendment_reason": {"type": ["string", "null"]},
-            "eyes": {"type": "object"}, "outcome": outcome, "outcome_by_rule": outcome, "note": {"type": "string"}}});
+            "eyes": {"type": "object"}, "outcome": outcome, "outcome_by_rule": outcome, "note": {"type": "string"},
+            "outcome_reason": {"type": ["string", "null"], "description": "why the outcome is less urgent than outcome_by_rule"}}});
     let exam_metadata = json!({"type": "object", "additionalProperties": false, "properties": {
         "external_exam_ref": reference, "patient_ref": reference,
         "views": {"type": "array", "maxItems": limits.max_images_per_exam, "description": "per image, in upload order: macula or disc",
@@ -413,7 +416,7 @@ fn review_paths() -> Vec<(String, Value)> {
                     "400": err("malformed JSON or path (bad_body, invalid_path)"), "403": err("not a clinician"), "404": err("no such exam"),
                     "408": err("the body stalled (body_timeout)"), "409": err("amendment_reason_required or review_conflict"),
                     "413": err("too large"), "415": err("not application/json (bad_body)"),
-                    "422": err("invalid review (bad_body for JSON of the wrong shape, or a rule's code)")}))},
+                    "422": err("invalid review (bad_body for JSON of the wrong shape, or a rule's code: invalid_outcome, invalid_laterality, invalid_grade, incomplete_review, note_too_long, or outcome_reason_required when signing an outcome less urgent than the grades imply without outcome_reason)")}))},
             "get": {"summary": "Every version of the exam's review, oldest first (clinician, admin)",
                 "parameters": [id],
                 "responses": responses(json!({"200": ok("versions, oldest first", "application/json", json!({"type": "object", "required": ["exam_id", "reviews"],

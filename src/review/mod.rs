@@ -33,7 +33,7 @@ impl Default for ReviewConfig {
     }
 }
 
-/// Longest note or amendment reason accepted, in characters.
+/// Longest note, amendment reason or outcome reason accepted, in characters.
 pub const MAX_NOTE_CHARS: usize = 4000;
 
 /// The clinician's reading of one eye. `grade: None` means the clinician could not grade
@@ -61,6 +61,10 @@ pub struct ReviewInput {
     /// Required when the latest version is signed: why it is being amended.
     #[serde(default)]
     pub amendment_reason: Option<String>,
+    /// Required to sign an outcome less urgent than the one the clinician's own grades
+    /// imply ([`outcome_by_rule`]): why the less urgent outcome is right.
+    #[serde(default)]
+    pub outcome_reason: Option<String>,
     /// The latest version the clinician saw (0 = none); a mismatch means someone else
     /// changed the review meanwhile and the submission is refused rather than lost.
     #[serde(default)]
@@ -94,6 +98,8 @@ pub struct Review {
     /// What the outcome table gives for the clinician's own grades (for comparison).
     pub outcome_by_rule: ExamOutcome,
     pub note: String,
+    /// Why the outcome is less urgent than `outcome_by_rule` (absent when not given).
+    pub outcome_reason: Option<String>,
 }
 
 /// Why a review submission was refused.
@@ -180,7 +186,29 @@ pub fn validate(input: &ReviewInput, exam_eyes: &[Laterality]) -> Result<ExamOut
     if input.amendment_reason.as_ref().is_some_and(|r| r.chars().count() > MAX_NOTE_CHARS) {
         return Err(ReviewError::invalid("note_too_long", format!("the amendment reason is limited to {MAX_NOTE_CHARS} characters")));
     }
+    if input.outcome_reason.as_ref().is_some_and(|r| r.chars().count() > MAX_NOTE_CHARS) {
+        return Err(ReviewError::invalid("note_too_long", format!("the outcome reason is limited to {MAX_NOTE_CHARS} characters")));
+    }
+    if input.sign {
+        let implied = outcome_by_rule(&input.eyes);
+        if outcome.less_urgent_than(implied) && outcome_reason(input).is_none() {
+            let (condition, _) = outcome_rule_in_words(implied).unwrap_or(("", ""));
+            return Err(ReviewError::invalid(
+                "outcome_reason_required",
+                format!(
+                    "your grades imply {implied} ({condition}); signing the less urgent outcome {chosen} needs a stated reason (outcome_reason)",
+                    implied = implied.as_str().replace('_', " "),
+                    chosen = outcome.as_str().replace('_', " "),
+                ),
+            ));
+        }
+    }
     Ok(outcome)
+}
+
+/// The submission's outcome reason, if it says anything (blank counts as none).
+pub fn outcome_reason(input: &ReviewInput) -> Option<&str> {
+    input.outcome_reason.as_deref().filter(|r| !r.trim().is_empty())
 }
 
 /// Decides how a valid submission changes the review given its latest version.
@@ -242,7 +270,15 @@ mod tests {
         let mut eyes = BTreeMap::new();
         eyes.insert("right".into(), EyeReview { grade: Some(2), dme: Some(false) });
         eyes.insert("left".into(), EyeReview { grade: Some(0), dme: Some(false) });
-        ReviewInput { eyes, outcome: "referral".into(), note: String::new(), sign, amendment_reason: None, base_version: None }
+        ReviewInput {
+            eyes,
+            outcome: "referral".into(),
+            note: String::new(),
+            sign,
+            amendment_reason: None,
+            outcome_reason: None,
+            base_version: None,
+        }
     }
 
     fn review(version: u32, state: ReviewState) -> Review {
@@ -260,6 +296,7 @@ mod tests {
             outcome: ExamOutcome::Referral,
             outcome_by_rule: ExamOutcome::Referral,
             note: String::new(),
+            outcome_reason: None,
         }
     }
 
@@ -322,6 +359,47 @@ mod tests {
         assert_eq!(outcome_by_rule(&eyes), ExamOutcome::UrgentReferral);
         eyes.insert("right".to_string(), EyeReview { grade: Some(1), dme: Some(false) });
         assert_eq!(outcome_by_rule(&eyes), ExamOutcome::Ungradable);
+    }
+
+    #[test]
+    fn signing_a_less_urgent_outcome_than_the_grades_imply_needs_a_reason() {
+        // Right eye grade 4 with macular oedema signed as rescreen: the ophthalmologist's case.
+        let mut i = input(true);
+        i.eyes.insert("right".into(), EyeReview { grade: Some(4), dme: Some(true) });
+        i.outcome = "rescreen".into();
+        let refused = validate(&i, &BOTH).unwrap_err();
+        assert_eq!(refused.code(), "outcome_reason_required");
+        assert!(refused.to_string().contains("imply urgent referral (any gradable eye has ICDR grade 3 or 4)"), "{refused}");
+        for blank in ["", "  \n\t"] {
+            i.outcome_reason = Some(blank.into());
+            assert_eq!(validate(&i, &BOTH).map_err(|e| e.code()), Err("outcome_reason_required"), "a blank reason is no reason");
+        }
+        i.outcome_reason = Some("grade 4 is old laser scarring, treated; stable".into());
+        assert_eq!(validate(&i, &BOTH), Ok(ExamOutcome::Rescreen));
+        i.outcome_reason = Some("x".repeat(MAX_NOTE_CHARS + 1));
+        assert_eq!(validate(&i, &BOTH).map_err(|e| e.code()), Err("note_too_long"));
+        // Referral is still less urgent than urgent referral.
+        i.outcome = "referral".into();
+        i.outcome_reason = None;
+        assert_eq!(validate(&i, &BOTH).map_err(|e| e.code()), Err("outcome_reason_required"));
+        // A draft may be saved without it.
+        i.sign = false;
+        assert_eq!(validate(&i, &BOTH), Ok(ExamOutcome::Referral));
+        // The same or a more urgent outcome needs none.
+        let mut i = input(true);
+        assert_eq!(validate(&i, &BOTH), Ok(ExamOutcome::Referral), "grade 2 signed as referral");
+        i.outcome = "urgent_referral".into();
+        assert_eq!(validate(&i, &BOTH), Ok(ExamOutcome::UrgentReferral));
+        // Ungradable ranks above rescreen: an ungradable eye signed as rescreen needs a reason...
+        let mut i = input(true);
+        i.eyes.insert("right".into(), EyeReview { grade: None, dme: None });
+        i.outcome = "rescreen".into();
+        assert_eq!(validate(&i, &BOTH).map_err(|e| e.code()), Err("outcome_reason_required"));
+        // ...and two clear eyes signed as ungradable need none.
+        let mut i = input(true);
+        i.eyes.insert("right".into(), EyeReview { grade: Some(0), dme: Some(false) });
+        i.outcome = "ungradable".into();
+        assert_eq!(validate(&i, &BOTH), Ok(ExamOutcome::Ungradable));
     }
 
     #[test]

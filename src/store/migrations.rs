@@ -3,7 +3,7 @@
 
 use rusqlite::Connection;
 
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     // 1: exams, images, API keys, append-only audit log.
     "CREATE TABLE exams (
         id TEXT PRIMARY KEY,
@@ -129,6 +129,10 @@ const MIGRATIONS: [&str; 3] = [
         created_at TEXT NOT NULL,
         last_seen_unix INTEGER NOT NULL
     );",
+    // 4: the reason for signing an outcome less urgent than the clinician's own grades
+    // imply. A new nullable column: rows written before it read as NULL and are not
+    // rewritten (adding a column fires no UPDATE, so the signed-row lock is untouched).
+    "ALTER TABLE reviews ADD COLUMN outcome_reason TEXT;",
 ];
 
 /// Brings the schema up to date.

@@ -36,7 +36,8 @@ struct Body {
     note: String,
 }
 
-const REVIEW_COLUMNS: &str = "exam_id, version, reviewer, created_at, updated_at, signed_at, amends, amendment_reason, body_json";
+const REVIEW_COLUMNS: &str =
+    "exam_id, version, reviewer, created_at, updated_at, signed_at, amends, amendment_reason, body_json, outcome_reason";
 
 fn review_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Review, StoreError>> {
     let body_json: String = row.get(8)?;
@@ -59,6 +60,7 @@ fn review_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Review, S
         outcome: body.outcome,
         outcome_by_rule: body.outcome_by_rule,
         note: body.note,
+        outcome_reason: row.get(9)?,
     }))
 }
 
@@ -95,16 +97,17 @@ impl Store {
             .transpose()?;
         let plan = review::plan(latest.as_ref(), input)?;
         let now = now_rfc3339();
-        let body =
-            Body { eyes: input.eyes.clone(), outcome, outcome_by_rule: review::outcome_by_rule(&input.eyes), note: input.note.clone() };
+        let by_rule = review::outcome_by_rule(&input.eyes);
+        let body = Body { eyes: input.eyes.clone(), outcome, outcome_by_rule: by_rule, note: input.note.clone() };
+        let outcome_reason = review::outcome_reason(input);
         let body_json = super::to_json(&body)?;
         let signed_at = input.sign.then(|| now.clone());
         let (action, amends) = match plan {
             Plan::Insert { version, amends } => {
                 tx.execute(
-                    "INSERT INTO reviews (exam_id, version, reviewer, created_at, updated_at, signed_at, amends, amendment_reason, body_json)
-                     VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?8)",
-                    params![exam_id, version, reviewer, now, signed_at, amends, input.amendment_reason, body_json],
+                    "INSERT INTO reviews (exam_id, version, reviewer, created_at, updated_at, signed_at, amends, amendment_reason, body_json, outcome_reason)
+                     VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    params![exam_id, version, reviewer, now, signed_at, amends, input.amendment_reason, body_json, outcome_reason],
                 )?;
                 (if amends.is_some() { "review.amend" } else { "review.save" }, amends)
             }
@@ -112,9 +115,9 @@ impl Store {
                 let amends = latest.as_ref().and_then(|r| r.amends);
                 tx.execute(
                     "UPDATE reviews SET reviewer = ?3, updated_at = ?4, signed_at = ?5,
-                        amendment_reason = COALESCE(?6, amendment_reason), body_json = ?7
+                        amendment_reason = COALESCE(?6, amendment_reason), body_json = ?7, outcome_reason = ?8
                      WHERE exam_id = ?1 AND version = ?2",
-                    params![exam_id, version, reviewer, now, signed_at, input.amendment_reason, body_json],
+                    params![exam_id, version, reviewer, now, signed_at, input.amendment_reason, body_json, outcome_reason],
                 )?;
                 (if amends.is_some() { "review.amend" } else { "review.save" }, amends)
             }
@@ -124,7 +127,13 @@ impl Store {
         append_audit(&tx, &now, reviewer, action, Some(exam_id), Some(&detail))?;
         if input.sign {
             tx.execute("UPDATE exams SET reviewed = 1 WHERE id = ?1", [exam_id])?;
-            let signed = format!("version {version}{}", amends.map(|a| format!(", amends {a}")).unwrap_or_default());
+            let mut signed = format!("version {version}{}", amends.map(|a| format!(", amends {a}")).unwrap_or_default());
+            if outcome != by_rule {
+                signed.push_str(&format!(", outcome {} where the grades imply {}", outcome.as_str(), by_rule.as_str()));
+            }
+            if let Some(reason) = outcome_reason {
+                signed.push_str(&format!(", outcome reason: {reason}"));
+            }
             append_audit(&tx, &now, reviewer, "review.sign", Some(exam_id), Some(&signed))?;
         }
         let written = tx.query_row(
@@ -147,7 +156,7 @@ impl Store {
              ORDER BY r.signed_at DESC LIMIT ?1",
             cols = REVIEW_COLUMNS.split(", ").map(|c| format!("r.{c}")).collect::<Vec<_>>().join(", ")
         ))?;
-        let rows = stmt.query_map([i64::from(last)], |r| Ok((review_from_row(r)?, r.get::<_, String>(9)?)))?;
+        let rows = stmt.query_map([i64::from(last)], |r| Ok((review_from_row(r)?, r.get::<_, String>(10)?)))?;
         let mut reviews = 0;
         let mut pairs = Vec::new();
         for row in rows {

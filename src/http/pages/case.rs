@@ -17,7 +17,7 @@ use super::{PageForm, PagePath, PageQuery, ReviewSession, error_page};
 use crate::grading::{ExamOutcome, EyeResult, ImageFinding, Laterality};
 use crate::http::AppState;
 use crate::http::reviews::save_review;
-use crate::review::{EyeReview, Review, ReviewInput, ReviewState, outcome_rule_in_words};
+use crate::review::{EyeReview, Review, ReviewInput, ReviewState, outcome_by_rule, outcome_rule_in_words};
 use crate::store::{ExamImage, Role, StoredExam};
 
 const EYE_ORDER: [(Laterality, &str); 3] =
@@ -228,7 +228,17 @@ fn history(b: &mut String, reviews: &[Review]) {
             eyes = esc(&eyes_text(&r.eyes)),
             outcome = outcome_label(r.outcome),
             note = esc(&r.note),
-            reason = r.amendment_reason.as_ref().map(|x| format!("<br><i>Amendment: {}</i>", esc(x))).unwrap_or_default(),
+            reason = r.amendment_reason.as_ref().map(|x| format!("<br><i>Amendment: {}</i>", esc(x))).unwrap_or_default()
+                + &r.outcome_reason
+                    .as_ref()
+                    .map(|x| {
+                        format!(
+                            r#"<br><i class="outcome-reason">Reason for an outcome less urgent than the grades imply ({}): {}</i>"#,
+                            outcome_label(r.outcome_by_rule),
+                            esc(x)
+                        )
+                    })
+                    .unwrap_or_default(),
             signed = esc(r.signed_at.as_deref().unwrap_or("–")),
         );
     }
@@ -251,6 +261,11 @@ fn review_form(
     let prefill_note = values
         .map(|v| v.note.clone())
         .or_else(|| latest.filter(|r| r.state == ReviewState::Draft).map(|r| r.note.clone()))
+        .unwrap_or_default();
+    let prefill_outcome_reason = values
+        .map(|v| v.outcome_reason.clone())
+        .or_else(|| latest.filter(|r| r.state == ReviewState::Draft).map(|r| r.outcome_reason.clone()))
+        .flatten()
         .unwrap_or_default();
     let _ = write!(
         b,
@@ -307,12 +322,19 @@ fn review_form(
             )
         })
         .collect();
+    // The outcome the clinician's own readings give under the same table as the model's
+    // (review.js updates it as the selects change); shown once every eye is read.
+    let complete = eyes.iter().all(|e| prefill_eyes.get(e.laterality.as_str()).is_some_and(|r| r.grade.is_none() || r.dme.is_some()));
+    let implied = if complete { outcome_label(outcome_by_rule(&prefill_eyes)) } else { "— grade every eye —" };
     let _ = write!(
         b,
-        r#"</div><label>Final outcome <select name="outcome" id="outcome" required><option value="">— choose —</option>{outcome_opts}</select></label>
-<label>Note <textarea name="note" id="note" rows="3" maxlength="4000">{note}</textarea></label>{amend}
+        r#"</div><p class="implied">Outcome implied by your grades: <b id="implied-outcome">{implied}</b></p>
+<label>Final outcome <select name="outcome" id="outcome" required><option value="">— choose —</option>{outcome_opts}</select></label>
+<label>Note <textarea name="note" id="note" rows="3" maxlength="4000">{note}</textarea></label>
+<label>Reason for a less urgent outcome <span class="hint">(needed to sign an outcome less urgent than the one your grades imply)</span> <textarea name="outcome_reason" id="outcome_reason" rows="2" maxlength="4000">{outcome_reason}</textarea></label>{amend}
 <div class="actions">{save}<button type="submit" name="action" value="sign" id="sign-off">Sign off</button></div></form></section>"#,
         note = esc(&prefill_note),
+        outcome_reason = esc(&prefill_outcome_reason),
         amend = if amending {
             r#"<label>Reason for the amendment <textarea name="amendment_reason" id="amendment_reason" rows="2" maxlength="4000" required></textarea></label>"#
         } else {
@@ -349,6 +371,7 @@ pub fn form_to_input(form: &[(String, String)]) -> Result<ReviewInput, String> {
         note: get("note").unwrap_or_default(),
         sign: get("action").as_deref() == Some("sign"),
         amendment_reason: get("amendment_reason").filter(|r| !r.is_empty()),
+        outcome_reason: get("outcome_reason").filter(|r| !r.is_empty()),
         base_version: get("base_version").and_then(|v| v.parse().ok()),
     })
 }
