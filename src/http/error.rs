@@ -128,17 +128,15 @@ impl From<axum::extract::rejection::PathRejection> for ApiError {
     }
 }
 
+/// Whether `error`, or any error in its source chain, is an `E`.
+fn caused_by<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(error), |e| e.source()).any(|e| e.is::<E>())
+}
+
 /// Whether a body read failed because the client stalled (the body idle timeout of
 /// `server`), looking through the error's sources.
 pub fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current = Some(error);
-    while let Some(e) = current {
-        if e.is::<tower_http::timeout::TimeoutError>() {
-            return true;
-        }
-        current = e.source();
-    }
-    false
+    caused_by::<tower_http::timeout::TimeoutError>(error)
 }
 
 fn body_too_slow() -> ApiError {
@@ -147,14 +145,7 @@ fn body_too_slow() -> ApiError {
 
 /// Whether a body read was ended by the minimum upload rate, looking through sources.
 pub fn is_body_too_slow(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current = Some(error);
-    while let Some(e) = current {
-        if e.is::<super::body_rate::BodyTooSlow>() {
-            return true;
-        }
-        current = e.source();
-    }
-    false
+    caused_by::<super::body_rate::BodyTooSlow>(error)
 }
 
 /// A failed body read: 408 when the client stalled, else 413 (the only other way
