@@ -107,9 +107,12 @@ fn c_store_study_is_graded_reported_and_pushed_to_the_pacs() {
     let pacs_dir = dir.path().join("pacs");
     std::fs::create_dir_all(&pacs_dir).unwrap();
     let destination = format!("PACS@127.0.0.1:{pacs_port}");
+    // The quiet window must outlast the gap between two storescu processes on a loaded CI
+    // machine (2.5 s seen on 2 cores); otherwise the study is graded with one eye and the
+    // second becomes a regrade, which the end of this test exercises on purpose.
     let server = Server::start(&[
         "--dicom-study-stable-secs",
-        "1",
+        "6",
         "--sr-destination",
         &destination,
         "--sr-retry-initial-secs",
