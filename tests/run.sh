@@ -18,12 +18,12 @@ fi
 python3 -c "import fhir.resources.R4B" 2>/dev/null ||
   python3 -m pip install --quiet "fhir.resources==8.3.0"
 # The review pages' end-to-end test drives Debian's Chromium with playwright-core
-# (pinned by tests/browser/package-lock.json; it never downloads a browser).
+# and runs axe-core in it (both pinned by tests/browser/package-lock.json; no browser download).
 if ! command -v chromium >/dev/null; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null
 fi
-[ -d tests/browser/node_modules/playwright-core ] ||
+[ -d tests/browser/node_modules/playwright-core ] && [ -d tests/browser/node_modules/axe-core ] ||
   npm ci --prefix tests/browser --no-audit --no-fund --silent
 # One build tests both JPEG decoders: tests/preprocess_skew.rs and tests/jpeg_backends.rs
 # run every `preprocess::JpegBackend` compiled in (libjpeg-turbo and jpeg-decoder).
