@@ -22,7 +22,9 @@
     var img = el.querySelector("img.photo");
     var canvas = document.createElement("canvas");
     canvas.className = "photo-canvas";
-    canvas.setAttribute("aria-hidden", "true");
+    // The canvas replaces the <img> on screen, so it takes over its accessible name.
+    canvas.setAttribute("role", "img");
+    canvas.setAttribute("aria-label", img.getAttribute("alt") || "fundus photograph");
     stage.insertBefore(canvas, img.nextSibling);
     var v = {
       el: el, stage: stage, img: img, canvas: canvas, heat: el.querySelector("img.heat"),
