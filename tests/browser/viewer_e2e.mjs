@@ -120,6 +120,23 @@ try {
   const reset = await page.evaluate((sel) => { const d = document.querySelector(sel).dataset; return [d.zoom, d.panX, d.panY]; }, rv);
   expect(reset.join(",") === "1,0,0", `reset to fit: ${reset}`);
 
+  // Pinch (two pointers moving apart) zooms about their midpoint; reset with the button.
+  await page.evaluate((sel) => {
+    const v = document.querySelector(sel), r = v.getBoundingClientRect();
+    const fire = (type, id, x, y) => v.dispatchEvent(new PointerEvent(type, { pointerId: id, pointerType: "touch", isPrimary: id === 11,
+      clientX: r.left + x, clientY: r.top + y, bubbles: true, cancelable: true }));
+    fire("pointerdown", 11, 150, 150);
+    fire("pointerdown", 12, 200, 200);
+    fire("pointermove", 12, 210, 210);
+    fire("pointermove", 12, 300, 300);
+    fire("pointerup", 12, 300, 300);
+    fire("pointerup", 11, 150, 150);
+  }, rv);
+  const pinched = Number(await page.getAttribute(rv, "data-zoom"));
+  expect(pinched > 1.5, `pinch zoomed in: ${pinched}`);
+  await page.click(`${rv} button[data-zoom-step=reset]`);
+  expect(await page.getAttribute(rv, "data-zoom") === "1", "the reset button fits the image again");
+
   // Green channel (red-free): the rendered pixels lose their red.
   const before = await sample(rv);
   expect(before.r > 20, `the photograph has red before: ${JSON.stringify(before)}`);
@@ -153,6 +170,16 @@ try {
   expect(await page.isVisible(".legend .ramp"), "legend visible");
   expect((await page.textContent("#viewer-keys")).includes("green channel"), "keys documented");
   await shot("viewer-04-heatmap");
+
+  // On a 1920x1080 screen each eye's viewer is larger than the model's 512-pixel crop.
+  await page.setViewportSize({ width: 1920, height: 1080 });
+  await page.waitForFunction(() => [...document.querySelectorAll(".viewer")].every((v) => v.clientWidth > 512 && v.clientHeight > 512));
+  const bigger = await page.evaluate(() => {
+    const s = document.getElementById("sign-off").getBoundingClientRect();
+    return [...document.querySelectorAll(".viewer")].every((v) => v.getBoundingClientRect().bottom <= window.innerHeight) && s.bottom <= window.innerHeight;
+  });
+  expect(bigger, "at 1920x1080 both eyes and the sign-off button still fit the screen");
+  await page.setViewportSize({ width: 1440, height: 900 });
 
   // The whole-window viewer keeps the eye's label.
   const href = await page.getAttribute(".eye.right a[href$='/view']", "href");

@@ -139,7 +139,8 @@
     el.addEventListener("pointerdown", function (e) {
       if (e.target.closest("button")) return;
       active = v;
-      el.setPointerCapture(e.pointerId);
+      // Capture keeps a drag going outside the box; a synthetic pointer cannot be captured.
+      try { el.setPointerCapture(e.pointerId); } catch (err) { /* drag still works inside the box */ }
       pointers[e.pointerId] = at(e);
       el.classList.add("dragging");
     });
