@@ -187,6 +187,20 @@ try {
   const title = await page.title();
   expect(title.includes(`Right eye (OD) · exam ${examRef}`), `viewer window title: ${title}`);
   await page.waitForFunction(() => document.querySelectorAll(".viewer.drawn").length === 1, null, { timeout: 30000 });
+  // Without JavaScript the photographs still show, fitted in their boxes, from renditions.
+  const plain = await browser.newPage({ viewport: { width: 1440, height: 900 }, javaScriptEnabled: false });
+  await plain.goto(`${base}/review/login`);
+  await plain.fill("#key", clinicianKey);
+  await Promise.all([plain.waitForURL(`${base}/review`), plain.click("#sign-in")]);
+  await plain.goto(`${base}/review/exams/${examId}`);
+  await plain.waitForFunction(() => [...document.querySelectorAll("img.photo")].every((i) => i.complete && i.naturalWidth > 0));
+  const noScript = await plain.evaluate(() => [...document.querySelectorAll("img.photo")].map((i) => {
+    const r = i.getBoundingClientRect(), box = i.closest(".viewer").getBoundingClientRect();
+    return { src: i.currentSrc, visible: r.width > 300 && r.right <= box.right + 1 && r.bottom <= box.bottom + 1 };
+  }));
+  expect(noScript.length === 2 && noScript.every((p) => p.visible && /\/view\.jpg\?w=/.test(p.src)), `no-JS photographs: ${JSON.stringify(noScript)}`);
+  await plain.close();
+
   const errors = consoleErrors.filter((m) => !m.startsWith("Failed to load resource"));
   expect(errors.length === 0, `no console errors (CSP included): ${errors.join(" | ")}`);
   expect(failed.length === 0, `no failed requests: ${failed.join(" | ")}`);
