@@ -51,3 +51,123 @@ fn clinician_signs_off_a_flagged_exam_in_a_real_browser() {
     let signed = &reviews["reviews"][0];
     assert_eq!((signed["state"].as_str(), signed["eyes"]["right"]["grade"].as_u64()), (Some("signed"), Some(3)), "{reviews}");
 }
+
+/// Signs in through the login form with a client that does not follow redirects and
+/// returns the `Cookie` header value of the session.
+fn session_cookie(server: &Server, key: &str) -> String {
+    let client = reqwest::blocking::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let cookies = |r: &reqwest::blocking::Response| -> Vec<String> {
+        r.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_string)).collect()
+    };
+    let form = client.get(format!("{}/review/login", server.url)).send().unwrap();
+    let jar = cookies(&form).join("; ");
+    let html = form.text().unwrap();
+    let marker = r#"name="csrf" value=""#;
+    let csrf = html[html.find(marker).expect("csrf field") + marker.len()..].split('"').next().unwrap().to_string();
+    let signed = client
+        .post(format!("{}/review/login", server.url))
+        .header("cookie", jar)
+        .form(&[("csrf", csrf.as_str()), ("key", key)])
+        .send()
+        .unwrap();
+    assert_eq!(signed.status(), reqwest::StatusCode::SEE_OTHER);
+    cookies(&signed).into_iter().find(|c| c.starts_with("drs_session=")).expect("session cookie")
+}
+
+#[test]
+fn viewer_renditions_are_sized_cached_and_checked() {
+    let server = Server::start(&[]);
+    let (device, clinician) = (server.key("device"), server.key("clinician"));
+    let form = Exam::new().metadata(r#"{"external_exam_ref":"ACC-SIZES"}"#).image("right", "grade3_R.jpg").image("left", "grade2_L.png");
+    let exam = upload_exam(&server, &device, &form).json();
+    let images: Vec<String> = exam["image_ids"].as_array().expect("image ids").iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    let (right, left) = (&images[0], &images[1]);
+    let cookie = session_cookie(&server, &clinician);
+    let client = reqwest::blocking::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let get = |path: &str| client.get(format!("{}{path}", server.url)).header("cookie", &cookie).send().unwrap();
+
+    // Allowed widths, never above the original's (grade3_R.jpg is 1400 x 1400).
+    for (w, want) in [(512, 512), (1024, 1024), (2048, 1400), (1400, 1400)] {
+        let r = get(&format!("/review/images/{right}/view.jpg?w={w}"));
+        assert_eq!(r.status(), reqwest::StatusCode::OK, "w={w}");
+        assert_eq!(r.headers()["content-type"], "image/jpeg");
+        assert_eq!(r.headers()["cache-control"], "private, max-age=600");
+        let img = image::load_from_memory_with_format(&r.bytes().unwrap(), image::ImageFormat::Jpeg).expect("a JPEG");
+        assert_eq!((img.width(), img.height()), (want, want), "w={w}");
+    }
+    // A PNG original is served as a JPEG rendition too, at its aspect ratio.
+    let r = get(&format!("/review/images/{left}/view.jpg?w=512"));
+    assert_eq!((r.status(), r.headers()["content-type"].to_str().unwrap()), (reqwest::StatusCode::OK, "image/jpeg"));
+    let img = image::load_from_memory(&r.bytes().unwrap()).unwrap();
+    assert_eq!(img.width(), 512);
+
+    // A width outside the set: 400 with a JSON error; not a number: the styled page.
+    for w in ["700", "0", "99999"] {
+        let r = get(&format!("/review/images/{right}/view.jpg?w={w}"));
+        assert_eq!(r.status(), reqwest::StatusCode::BAD_REQUEST, "w={w}");
+        let body: serde_json::Value = r.json().unwrap();
+        assert_eq!(body["code"], "invalid_width", "{body}");
+    }
+    let r = get(&format!("/review/images/{right}/view.jpg?w=big"));
+    assert_eq!(r.status(), reqwest::StatusCode::BAD_REQUEST);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(r.text().unwrap().contains("Bad request"));
+    // Unknown image, and no session.
+    assert_eq!(get("/review/images/no-such-image/view.jpg?w=512").status(), reqwest::StatusCode::NOT_FOUND);
+    assert_eq!(get("/review/images/no-such-image/heatmap-layer.png").status(), reqwest::StatusCode::NOT_FOUND);
+    assert_eq!(get("/review/images/no-such-image/view").status(), reqwest::StatusCode::NOT_FOUND);
+    let anonymous = client.get(format!("{}/review/images/{right}/view.jpg?w=512", server.url)).send().unwrap();
+    assert_eq!(anonymous.status(), reqwest::StatusCode::SEE_OTHER, "renditions need a session");
+
+    // The heatmap layer: transparent PNG in the original's geometry.
+    let r = get(&format!("/review/images/{right}/heatmap-layer.png"));
+    assert_eq!((r.status(), r.headers()["content-type"].to_str().unwrap()), (reqwest::StatusCode::OK, "image/png"));
+    let layer = image::load_from_memory(&r.bytes().unwrap()).unwrap();
+    assert_eq!((layer.width(), layer.height(), layer.color()), (512, 512, image::ColorType::Rgba8));
+    let alpha: Vec<u8> = layer.to_rgba8().pixels().map(|p| p.0[3]).collect();
+    assert!(alpha.iter().any(|a| *a > 40) && alpha.iter().any(|a| *a < 40), "alpha follows the activation");
+
+    // The case page: heatmap layers without src until shown; the viewer window titled.
+    let case = get(&format!("/review/exams/{}", exam["id"].as_str().unwrap())).text().unwrap();
+    assert!(case.contains(&format!(r#"data-heat="/review/images/{right}/heatmap-layer.png""#)));
+    assert!(!case.contains(&format!(r#"src="/review/images/{right}/heatmap"#)), "no heatmap src until shown");
+    assert!(case.contains(&format!(r#"src="/review/images/{right}/view.jpg?w=1024""#)), "a display-sized rendition first");
+    assert!(!case.contains(&format!(r#"src="/review/images/{right}/original""#)), "never the original up front");
+    let viewer = get(&format!("/review/images/{right}/view")).text().unwrap();
+    assert!(viewer.contains("<title>Right eye (OD) · exam ACC-SIZES · drscreen review</title>"), "{viewer}");
+}
+
+#[test]
+fn image_viewer_zooms_filters_and_loads_heatmaps_on_demand_in_a_real_browser() {
+    let server = Server::start(&[]);
+    let (device, clinician, admin) = (server.key("device"), server.key("clinician"), server.key("admin"));
+    let form = Exam::new().metadata(r#"{"external_exam_ref":"ACC-VIEW"}"#).image("right", "grade3_R.jpg").image("left", "grade3_L.jpg");
+    let exam = upload_exam(&server, &device, &form).json();
+    let exam_id = exam["id"].as_str().expect("exam id");
+
+    let shots = root().join("target/test-artifacts/review-viewer");
+    let _ = std::fs::remove_dir_all(&shots);
+    let out = std::process::Command::new("node")
+        .arg(root().join("tests/browser/viewer_e2e.mjs"))
+        .env("DRS_URL", &server.url)
+        .env("DRS_CLINICIAN_KEY", &clinician)
+        .env("DRS_ADMIN_KEY", &admin)
+        .env("DRS_EXAM_ID", exam_id)
+        .env("DRS_EXAM_REF", "ACC-VIEW")
+        .env("DRS_SHOTS", &shots)
+        .output()
+        .expect("node runs (Node.js is needed for the browser test)");
+    assert!(
+        out.status.success(),
+        "viewer browser flow failed (screenshots in {}):\n{}\n{}",
+        shots.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in ["viewer-01-layout", "viewer-02-zoomed", "viewer-03-green", "viewer-04-heatmap"] {
+        let png = std::fs::read(shots.join(format!("{name}.png"))).unwrap_or_else(|e| panic!("{name}.png: {e}"));
+        assert!(png.starts_with(b"\x89PNG") && png.len() > 5_000, "{name}.png is a real screenshot");
+        let img = image::load_from_memory(&png).unwrap_or_else(|e| panic!("{name}.png decodes: {e}"));
+        assert_eq!((img.width(), img.height()), (1440, 900), "{name}.png is the 1440x900 viewport");
+    }
+}

@@ -293,6 +293,61 @@ impl ScreeningService {
         .await?
     }
 
+    /// A display-sized rendition of a stored original for the review image viewer: the
+    /// original decoded (EXIF orientation applied, the decoder's pixel limit enforced) and
+    /// scaled down to `width` pixels wide, as JPEG. `width` must be one of `allowed` or
+    /// the original's own width; a width above the original's is served at the
+    /// original's (never upscaled). Runs on the blocking pool.
+    pub async fn view_rendition(&self, sha256: String, width: u32, allowed: &'static [u32]) -> Result<Vec<u8>, ServiceError> {
+        let store = self.store.clone();
+        let limits = self.screener.engine.preprocessor().limits;
+        blocking(move || -> Result<Vec<u8>, ServiceError> {
+            let bytes = store.read_blob(&sha256)?;
+            let decoded = crate::preprocess::decode::decode(&bytes, &limits, false).map_err(|e| ServiceError::Engine(e.into()))?;
+            let (w, h) = (decoded.width, decoded.height);
+            if !allowed.contains(&width) && width != w {
+                let sizes = allowed.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
+                return Err(ServiceError::Invalid(format!("w={width}: the width must be one of {sizes} or the original's width, {w}")));
+            }
+            let out_w = width.min(w).max(1);
+            let out_h = ((u64::from(h) * u64::from(out_w)).div_ceil(u64::from(w)) as u32).max(1);
+            let rgb = image::RgbImage::from_raw(w, h, decoded.rgb)
+                .ok_or_else(|| ServiceError::Render("decoded pixel buffer has the wrong size".into()))?;
+            let scaled = if out_w == w { rgb } else { image::imageops::resize(&rgb, out_w, out_h, image::imageops::FilterType::Triangle) };
+            let mut out = Vec::new();
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
+                .encode_image(&scaled)
+                .map_err(|e| ServiceError::Render(e.to_string()))?;
+            Ok(out)
+        })
+        .await?
+    }
+
+    /// The heatmap as a transparent layer in the original photograph's geometry (512
+    /// pixels wide, the original's aspect ratio), so the viewer can lay it over the
+    /// photograph at any zoom: the stored activation map is placed on the square the
+    /// preprocessing cropped (re-located on the stored original, exactly as at grading).
+    pub async fn heatmap_layer_png(&self, sha256: String, cam: Vec<f32>, cam_shape: (usize, usize)) -> Result<Vec<u8>, ServiceError> {
+        let store = self.store.clone();
+        let pre = self.screener.engine.preprocessor().clone();
+        blocking(move || -> Result<Vec<u8>, ServiceError> {
+            let bytes = store.read_blob(&sha256)?;
+            let engine_error = |e: crate::preprocess::PreprocessError| ServiceError::Engine(e.into());
+            let decoded =
+                crate::preprocess::decode::decode_with(&bytes, &pre.limits, pre.dct_scaling, pre.jpeg_backend).map_err(engine_error)?;
+            let prepared = pre.prepare_decoded(&decoded).map_err(engine_error)?;
+            let (w, h) = (decoded.width, decoded.height);
+            let out_w = heatmap::LAYER_WIDTH;
+            let out_h = ((u64::from(h) * u64::from(out_w)).div_ceil(u64::from(w.max(1))) as u32).max(1);
+            let s = out_w as f32 / w.max(1) as f32;
+            let fov = prepared.fov;
+            let square = (fov.x0 as f32 * s, fov.y0 as f32 * s, fov.side as f32 * s);
+            let rgba = heatmap::layer(out_w as usize, out_h as usize, square, &cam, cam_shape);
+            heatmap::png_rgba(out_w, out_h, &rgba).map_err(ServiceError::Render)
+        })
+        .await?
+    }
+
     /// A stored original in a form every browser shows: JPEG and PNG as stored, anything
     /// else (TIFF) re-encoded losslessly as PNG. Returns (media type, bytes).
     pub async fn viewable_original(&self, sha256: String, media_type: String) -> Result<(String, Vec<u8>), ServiceError> {

@@ -49,13 +49,18 @@ try {
   await Promise.all([page.waitForURL(`${base}/review/exams/${examId}`), page.keyboard.press("Enter")]);
   expect(await page.locator("h2", { hasText: "Right eye (OD)" }).count() === 1, "case view shows the right eye");
 
-  // Heatmap on with the h key: every overlay decoded and visible.
+  // Heatmap on with the h key: every layer (loaded only now) decoded and shown at the
+  // opacity slider's value.
   await page.keyboard.press("h");
   await page.waitForFunction(() => {
     const heat = [...document.querySelectorAll("img.heat")];
-    return heat.length > 0 && heat.every((i) => i.complete && i.naturalWidth === 512 && getComputedStyle(i).opacity === "1");
+    const want = String(Number(document.getElementById("heat-opacity").value) / 100);
+    return heat.length > 0 && heat.every((i) => i.complete && i.naturalWidth === 512 && getComputedStyle(i).opacity === want);
   }, null, { timeout: 30000 });
-  const fieldsLoaded = await page.evaluate(() => [...document.querySelectorAll("img.field")].every((i) => i.naturalWidth === 512));
+  const fieldsLoaded = await page.evaluate(() => {
+    const photos = [...document.querySelectorAll("img.photo")];
+    return photos.length === 2 && photos.every((i) => i.complete && i.naturalWidth > 0);
+  });
   expect(fieldsLoaded, "the fundus images loaded");
   await step("03-case-heatmap");
 

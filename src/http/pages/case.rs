@@ -22,6 +22,8 @@ use crate::store::{ExamImage, Role, StoredExam};
 
 const EYE_ORDER: [(Laterality, &str); 3] =
     [(Laterality::Right, "Right eye (OD)"), (Laterality::Left, "Left eye (OS)"), (Laterality::Unspecified, "Eye not stated")];
+/// How wide one eye's viewer is on the case page, for the browser's choice of rendition.
+const VIEWER_SIZES: &str = "(min-width: 1100px) calc((100vw - 30rem) / 2), 100vw";
 const OUTCOMES: [ExamOutcome; 4] = [ExamOutcome::UrgentReferral, ExamOutcome::Referral, ExamOutcome::Rescreen, ExamOutcome::Ungradable];
 
 #[derive(Deserialize, Default)]
@@ -86,7 +88,9 @@ fn case_body(
     form_values: Option<&ReviewInput>,
 ) -> String {
     let r = &exam.result;
-    let mut b = String::new();
+    // The grading layout: images on the left filling the window, history and form in a
+    // sticky side panel on the right (see viewer.rs and the layout block in review.css).
+    let mut b = String::from(r#"<div class="workstation"><div class="viewer-pane">"#);
     if let Some((cls, msg)) = banner {
         let _ = write!(b, r#"<p class="banner {cls}" id="banner">{}</p>"#, esc(&msg));
     }
@@ -115,7 +119,9 @@ fn case_body(
         why = esc(why),
         recall = r.recall_months.map(|m| format!("<p>Recall in {m} months.</p>")).unwrap_or_default(),
     );
-    b.push_str(r#"<input type="checkbox" id="heatmap-toggle" class="toggle"><label for="heatmap-toggle" class="toggle-label">Show model heatmap (<kbd>h</kbd>)</label><div class="eyes">"#);
+    b.push_str(r#"<input type="checkbox" id="heatmap-toggle" class="toggle"><label for="heatmap-toggle" class="toggle-label">Show model heatmap (<kbd>h</kbd>)</label>"#);
+    super::viewer::tools(&mut b);
+    b.push_str(r#"<div class="eyes">"#);
     let eyes = &r.eyes;
     for (laterality, title) in EYE_ORDER {
         let Some(eye) = eyes.iter().find(|e| e.laterality == laterality) else { continue };
@@ -136,13 +142,15 @@ fn case_body(
         }
         b.push_str("</section>");
     }
-    b.push_str("</div>");
-    history(&mut b, reviews);
+    b.push_str(r#"</div></div><aside class="side-panel" aria-label="Review">"#);
     if user.session.key.role == Role::Clinician {
         review_form(&mut b, user, exam, eyes, reviews.last(), form_values);
     } else {
         b.push_str(r#"<p class="hint">Only clinician keys can review and sign.</p>"#);
     }
+    history(&mut b, reviews);
+    b.push_str("</aside></div>");
+    b.push_str(super::viewer::SCRIPT);
     b
 }
 
@@ -150,10 +158,12 @@ fn image_card(b: &mut String, id: &str, view: Option<&str>, f: &ImageFinding) {
     let q = &f.quality;
     let _ = write!(
         b,
-        r#"<figure class="fundus"><a href="/review/images/{id}/original" target="_blank" rel="noopener" title="Open the original at full size">
-<img class="field" src="/review/images/{id}/field.png" alt="fundus photograph" width="512" height="512">
-<img class="heat" src="/review/images/{id}/heatmap.png" alt="model heatmap" width="512" height="512"></a>
-<figcaption><p>{view}{decision}</p>"#,
+        r#"<figure class="fundus">{viewer}<figcaption><p>{view}{decision} · <a href="/review/images/{id}/view" target="_blank" rel="noopener">Open in a viewer window</a></p>"#,
+        viewer = {
+            let mut v = String::new();
+            super::viewer::viewer(&mut v, id, super::viewer::eye_title(f.laterality), f, VIEWER_SIZES);
+            v
+        },
         id = esc(id),
         view = view.map(|v| format!("{}-centred · ", esc(v))).unwrap_or_default(),
         decision = esc(&decision_text(f)),
@@ -405,7 +415,7 @@ pub async fn submit(
     }
 }
 
-async fn stored_image(state: &AppState, id: String) -> Result<crate::store::StoredImage, Response> {
+pub(super) async fn stored_image(state: &AppState, id: String) -> Result<crate::store::StoredImage, Response> {
     match state.store_call(move |store| store.get_image(&id)).await {
         Ok(Some(image)) => Ok(image),
         Ok(None) => Err((StatusCode::NOT_FOUND, "image not found").into_response()),

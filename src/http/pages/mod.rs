@@ -9,6 +9,7 @@ mod audit;
 mod case;
 pub mod html;
 mod login;
+mod viewer;
 mod worklist;
 
 use axum::Form;
@@ -39,6 +40,13 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/review/images/{id}/field.png", get(case::field_png))
         .route("/review/images/{id}/heatmap.png", get(case::heatmap_png))
         .route("/review/images/{id}/original", get(case::original))
+        .route("/review/images/{id}/view", get(viewer::view_page))
+        .route("/review/images/{id}/view.jpg", get(viewer::view_jpg))
+        .route("/review/images/{id}/heatmap-layer.png", get(viewer::heatmap_layer_png))
+        .route(
+            "/review/static/viewer.js",
+            get(|| async { static_file("text/javascript; charset=utf-8", include_str!("static/viewer.js")) }),
+        )
         .route("/review/audit", get(audit::show))
         .route("/review/agreement", get(agreement::show))
         .route("/review/static/review.css", get(|| async { static_file("text/css; charset=utf-8", include_str!("static/review.css")) }))
