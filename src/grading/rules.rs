@@ -174,6 +174,7 @@ pub fn grade_image(
         timings_ms: scored.timings,
         image: scored.prepared.source,
         recipe: recipe.into(),
+        laterality_check: Some(super::laterality::check(laterality, scored.prepared.disc.as_ref(), gradable)),
     }
 }
 
@@ -219,6 +220,8 @@ pub fn grade_exam(images: Vec<ImageFinding>, policy: &GradingPolicy, model: &Mod
         })
         .collect();
     let (outcome, explanation) = exam_outcome(&eyes);
+    let laterality_warnings =
+        images.iter().filter(|f| f.laterality_check.is_some_and(|c| c.verdict == super::LateralityVerdict::Contradicts)).count();
     ExamResult {
         outcome,
         recall_months: (outcome == ExamOutcome::Rescreen).then_some(policy.recall_months),
@@ -227,6 +230,7 @@ pub fn grade_exam(images: Vec<ImageFinding>, policy: &GradingPolicy, model: &Mod
         eyes,
         images,
         model: model.clone(),
+        laterality_warnings,
     }
 }
 
@@ -306,6 +310,7 @@ mod tests {
             timings_ms: Default::default(),
             image: crate::preprocess::SourceInfo { format: crate::preprocess::Format::Jpeg, width: 1, height: 1, scale_denominator: 1 },
             recipe: String::new(),
+            laterality_check: None,
         };
         let a = mk(true, 1, false);
         let b = mk(true, 3, false);
