@@ -15,7 +15,7 @@ use crate::preprocess::quality::{
 use crate::preprocess::{QualityLimits, QualityMeasures};
 
 fn percent(share: f32) -> String {
-    format!("{:.1} %", 100.0 * share)
+    format!("{:.1}%", 100.0 * share)
 }
 
 /// Which limit a value is judged against: the hard one when it fails it, else the
@@ -201,7 +201,7 @@ mod tests {
         let clipped = quality(&[REASON_FOV], QualityMeasures { fov_coverage: 0.6, ..FINE });
         assert_eq!(
             reason_sentence(REASON_FOV, &clipped, &limits, None),
-            "Field of view incomplete: 60.0 % of the field is visible, below the 75.0 % limit."
+            "Field of view incomplete: 60.0% of the field is visible, below the 75.0% limit."
         );
         // Every code the grading emits has its own sentence, none shows a bare code.
         for code in [REASON_FOV, REASON_DARK, REASON_BRIGHT, REASON_CLIPPED, REASON_CONTRAST, REASON_FOCUS, REASON_MODEL, REASON_NO_FIELD] {
@@ -215,7 +215,7 @@ mod tests {
     #[test]
     fn measures_have_units_limits_and_marks() {
         let html = measures(&QualityMeasures { focus: 0.012, contrast: 8.0, ..FINE }, &QualityLimits::default());
-        assert!(html.contains("<tr><th>Visible field</th><td>98.0 %</td><td>at least 75.0 % (advisory 85.0 %)</td></tr>"), "{html}");
+        assert!(html.contains("<tr><th>Visible field</th><td>98.0%</td><td>at least 75.0% (advisory 85.0%)</td></tr>"), "{html}");
         assert!(html.contains(r#"<tr class="beyond"><th>Sharpness"#), "{html}");
         assert!(html.contains(r#"<tr class="advisory"><th>Contrast"#), "{html}");
         assert!(html.contains("<td>0.012</td><td>at least 0.050 (advisory 0.300)</td>"), "{html}");
