@@ -330,3 +330,33 @@ mod tests {
         assert_eq!(Laterality::parse("sideways"), None);
     }
 }
+
+#[cfg(test)]
+mod stored_before_the_laterality_check {
+    use super::*;
+
+    /// Exams stored before the laterality check have neither `laterality_check` on their
+    /// images nor `laterality_warnings`: they still read, as "not checked" and 0.
+    #[test]
+    fn old_results_still_deserialize() {
+        let old = serde_json::json!({
+            "outcome": "rescreen", "recall_months": 12, "flagged": false, "explanation": "x", "eyes": [],
+            "model": {"name": "m", "version": "1", "sha256": "0"},
+            "images": [{
+                "laterality": "left",
+                "quality": {"gradable": true, "score": 0.9, "reasons": [],
+                    "measures": {"fov_coverage": 1.0, "brightness": 100.0, "clipped_fraction": 0.0, "contrast": 20.0, "focus": 1.0}},
+                "dr": null, "dme": null, "decision": "not_referable",
+                "model": {"name": "m", "version": "1", "sha256": "0"},
+                "timings_ms": {"queue": 0.0, "preprocess": 1.0, "inference": 2.0, "total": 3.0, "batch_size": 1},
+                "image": {"format": "jpeg", "width": 1, "height": 1, "scale_denominator": 1}, "recipe": "r"
+            }]
+        });
+        let result: ExamResult = serde_json::from_value(old).unwrap();
+        assert_eq!(result.laterality_warnings, 0);
+        assert_eq!(result.images[0].laterality_check, None);
+        // Written back, an unchecked image still has no `laterality_check` key.
+        let again = serde_json::to_value(&result).unwrap();
+        assert!(again["images"][0].get("laterality_check").is_none(), "{again}");
+    }
+}
