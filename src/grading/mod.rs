@@ -126,8 +126,8 @@ pub struct ExamResult {
     pub eyes: Vec<EyeResult>,
     pub images: Vec<ImageFinding>,
     pub model: ModelIdentity,
-    /// How many images' disc position contradicts their stated eye (0 in results stored
-    /// before the laterality check existed).
-    #[serde(default)]
-    pub laterality_warnings: usize,
+    /// How many images' disc position contradicts their stated eye. Absent in results
+    /// stored before the laterality check existed (they read back byte for byte).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub laterality_warnings: Option<usize>,
 }

@@ -230,7 +230,7 @@ pub fn grade_exam(images: Vec<ImageFinding>, policy: &GradingPolicy, model: &Mod
         eyes,
         images,
         model: model.clone(),
-        laterality_warnings,
+        laterality_warnings: Some(laterality_warnings),
     }
 }
 
@@ -336,7 +336,7 @@ mod stored_before_the_laterality_check {
     use super::*;
 
     /// Exams stored before the laterality check have neither `laterality_check` on their
-    /// images nor `laterality_warnings`: they still read, as "not checked" and 0.
+    /// images nor `laterality_warnings`: they still read, as "not checked".
     #[test]
     fn old_results_still_deserialize() {
         let old = serde_json::json!({
@@ -353,10 +353,10 @@ mod stored_before_the_laterality_check {
             }]
         });
         let result: ExamResult = serde_json::from_value(old).unwrap();
-        assert_eq!(result.laterality_warnings, 0);
+        assert_eq!(result.laterality_warnings, None);
         assert_eq!(result.images[0].laterality_check, None);
-        // Written back, an unchecked image still has no `laterality_check` key.
+        // Written back, neither key appears: the stored row reads back byte for byte.
         let again = serde_json::to_value(&result).unwrap();
-        assert!(again["images"][0].get("laterality_check").is_none(), "{again}");
+        assert!(again["images"][0].get("laterality_check").is_none() && again.get("laterality_warnings").is_none(), "{again}");
     }
 }

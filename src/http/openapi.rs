@@ -122,7 +122,7 @@ fn components(limits: &DocLimits) -> Value {
                             "images": {"type": "array", "items": {"type": "integer", "minimum": 0}}}}},
                     "images": {"type": "array", "items": schema("Finding")},
                     "model": model,
-                    "laterality_warnings": {"type": "integer", "minimum": 0, "description": "how many images' laterality_check contradicts their stated eye"}}}}});
+                    "laterality_warnings": {"type": "integer", "minimum": 0, "description": "how many images' laterality_check contradicts their stated eye; absent in results stored before the check existed"}}}}});
     // A graded eye says whether macular oedema is present; an ungradable one says neither.
     let eye_review = json!({"oneOf": [
         {"type": "object", "required": ["grade", "dme"], "additionalProperties": false,
