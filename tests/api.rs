@@ -269,3 +269,25 @@ fn undecodable_path_segments_are_json_errors() {
         assert_error(&get(&app, path, Some(&key)), 400, "invalid_path");
     }
 }
+
+/// A mirrored left-eye photograph (its disc now on the right, as in a right eye) sent as
+/// the left eye: the finding says the disc position contradicts the stated eye, and the
+/// stated eye stays. Sent as the right eye it is consistent.
+#[test]
+fn a_mirrored_image_sent_as_the_wrong_eye_is_flagged_in_the_json() {
+    let app = App::new();
+    let key = app.key("device");
+    let flipped = image::open(fixture("grade0_L.jpg")).unwrap().fliph().to_rgb8();
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 92).encode_image(&flipped).unwrap();
+    let r = grade(&app, &key, &Image::bytes(jpeg.clone(), "image/jpeg").laterality("left"));
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let body = r.json();
+    assert_eq!(body["laterality"], "left", "{body}");
+    let check = &body["laterality_check"];
+    assert_eq!((check["stated"].as_str(), check["verdict"].as_str()), (Some("left"), Some("contradicts")), "{body}");
+    assert_eq!((check["disc_side"].as_str(), check["suggested"].as_str()), (Some("right"), Some("right")), "{body}");
+    assert!(check["offset"].as_f64().is_some_and(|o| o > 0.3), "{check}");
+    let r = grade(&app, &key, &Image::bytes(jpeg, "image/jpeg").laterality("right"));
+    assert_eq!(r.json()["laterality_check"]["verdict"], "consistent");
+}

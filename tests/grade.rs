@@ -190,3 +190,41 @@ fn dropped_requests_are_not_computed_but_answered_ones_are() {
     let after = screener.engine.stats().pruned.load(std::sync::atomic::Ordering::Relaxed);
     assert!(after > before, "no abandoned request was pruned");
 }
+
+/// The laterality check through the real decode and preprocessing: every labelled fixture
+/// sent as its own eye is consistent (ungradable ones undetermined, never a guess), the
+/// real photograph is a left eye, and a mirrored copy sent as the same eye contradicts it
+/// without the stated eye changing. The model input is the recipe's either way (the
+/// reference-image tests hold it to the Python recipe).
+#[test]
+fn laterality_check_on_every_fixture_and_its_mirror() {
+    use drscreen::grading::LateralityVerdict;
+    let screener = common::screener();
+    let mirrored_jpeg = |bytes: &[u8]| {
+        let mut out = Vec::new();
+        let flipped = image::load_from_memory(bytes).unwrap().fliph().to_rgb8();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 92).encode_image(&flipped).unwrap();
+        out
+    };
+    let mut labelled: Vec<(String, Laterality, bool)> =
+        common::labels().into_iter().map(|l| (l.path.clone(), Laterality::parse(&l.laterality).unwrap(), l.gradable == 1)).collect();
+    labelled.push(("retina_skimage.jpg".into(), Laterality::Left, true));
+    for (path, stated, gradable) in labelled {
+        let bytes = std::fs::read(common::fixture(&path)).unwrap();
+        let f = screener.grade_blocking(bytes.clone(), stated, None).unwrap();
+        let check = f.laterality_check.unwrap_or_else(|| panic!("{path}: no laterality check"));
+        let expected = if gradable { LateralityVerdict::Consistent } else { LateralityVerdict::Undetermined };
+        assert_eq!(check.verdict, expected, "{path}: {check:?}");
+        if !gradable {
+            assert_eq!((check.disc_side, check.suggested), (None, None), "{path}: no side is guessed on an ungradable image");
+            continue;
+        }
+        let m = screener.grade_blocking(mirrored_jpeg(&bytes), stated, None).unwrap();
+        let check = m.laterality_check.unwrap();
+        assert_eq!(
+            (check.verdict, check.stated, m.laterality),
+            (LateralityVerdict::Contradicts, stated, stated),
+            "{path} mirrored: {check:?}"
+        );
+    }
+}

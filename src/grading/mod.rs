@@ -3,6 +3,7 @@
 //! outcome table) with its source; this module holds the result types whose field
 //! names clients depend on (see ARCHITECTURE.md, "Names in results").
 
+pub mod laterality;
 pub mod rules;
 
 use serde::{Deserialize, Serialize};
@@ -11,6 +12,7 @@ use crate::engine::Timings;
 use crate::model::ModelIdentity;
 use crate::preprocess::{QualityMeasures, SourceInfo};
 
+pub use laterality::{LateralityCheck, LateralityVerdict};
 pub use rules::{ExamOutcome, GradingPolicy, grade_exam, grade_image};
 
 /// Which eye an image shows.
@@ -95,6 +97,10 @@ pub struct ImageFinding {
     pub timings_ms: Timings,
     pub image: SourceInfo,
     pub recipe: String,
+    /// Whether the optic disc sits where the stated eye puts it (`grading::laterality`).
+    /// Absent in results stored before the check existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub laterality_check: Option<LateralityCheck>,
 }
 
 /// The per-eye summary: the worst gradable image decides.
@@ -120,4 +126,8 @@ pub struct ExamResult {
     pub eyes: Vec<EyeResult>,
     pub images: Vec<ImageFinding>,
     pub model: ModelIdentity,
+    /// How many images' disc position contradicts their stated eye. Absent in results
+    /// stored before the laterality check existed (they read back byte for byte).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub laterality_warnings: Option<usize>,
 }

@@ -174,6 +174,7 @@ pub fn grade_image(
         timings_ms: scored.timings,
         image: scored.prepared.source,
         recipe: recipe.into(),
+        laterality_check: Some(super::laterality::check(laterality, scored.prepared.disc.as_ref(), gradable)),
     }
 }
 
@@ -219,6 +220,8 @@ pub fn grade_exam(images: Vec<ImageFinding>, policy: &GradingPolicy, model: &Mod
         })
         .collect();
     let (outcome, explanation) = exam_outcome(&eyes);
+    let laterality_warnings =
+        images.iter().filter(|f| f.laterality_check.is_some_and(|c| c.verdict == super::LateralityVerdict::Contradicts)).count();
     ExamResult {
         outcome,
         recall_months: (outcome == ExamOutcome::Rescreen).then_some(policy.recall_months),
@@ -227,6 +230,7 @@ pub fn grade_exam(images: Vec<ImageFinding>, policy: &GradingPolicy, model: &Mod
         eyes,
         images,
         model: model.clone(),
+        laterality_warnings: Some(laterality_warnings),
     }
 }
 
@@ -306,6 +310,7 @@ mod tests {
             timings_ms: Default::default(),
             image: crate::preprocess::SourceInfo { format: crate::preprocess::Format::Jpeg, width: 1, height: 1, scale_denominator: 1 },
             recipe: String::new(),
+            laterality_check: None,
         };
         let a = mk(true, 1, false);
         let b = mk(true, 3, false);
@@ -323,5 +328,35 @@ mod tests {
         assert_eq!(Laterality::parse("OD"), Some(Laterality::Right));
         assert_eq!(Laterality::parse("l"), Some(Laterality::Left));
         assert_eq!(Laterality::parse("sideways"), None);
+    }
+}
+
+#[cfg(test)]
+mod stored_before_the_laterality_check {
+    use super::*;
+
+    /// Exams stored before the laterality check have neither `laterality_check` on their
+    /// images nor `laterality_warnings`: they still read, as "not checked".
+    #[test]
+    fn old_results_still_deserialize() {
+        let old = serde_json::json!({
+            "outcome": "rescreen", "recall_months": 12, "flagged": false, "explanation": "x", "eyes": [],
+            "model": {"name": "m", "version": "1", "sha256": "0"},
+            "images": [{
+                "laterality": "left",
+                "quality": {"gradable": true, "score": 0.9, "reasons": [],
+                    "measures": {"fov_coverage": 1.0, "brightness": 100.0, "clipped_fraction": 0.0, "contrast": 20.0, "focus": 1.0}},
+                "dr": null, "dme": null, "decision": "not_referable",
+                "model": {"name": "m", "version": "1", "sha256": "0"},
+                "timings_ms": {"queue": 0.0, "preprocess": 1.0, "inference": 2.0, "total": 3.0, "batch_size": 1},
+                "image": {"format": "jpeg", "width": 1, "height": 1, "scale_denominator": 1}, "recipe": "r"
+            }]
+        });
+        let result: ExamResult = serde_json::from_value(old).unwrap();
+        assert_eq!(result.laterality_warnings, None);
+        assert_eq!(result.images[0].laterality_check, None);
+        // Written back, neither key appears: the stored row reads back byte for byte.
+        let again = serde_json::to_value(&result).unwrap();
+        assert!(again["images"][0].get("laterality_check").is_none() && again.get("laterality_warnings").is_none(), "{again}");
     }
 }

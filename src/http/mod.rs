@@ -83,7 +83,8 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/v1/exams/{id}/fhir", get(fhir::exam_fhir))
         .route("/dicomweb/studies", post(dicomweb::stow))
         .merge(kserve::routes())
-        .merge(pages::routes())
+        // The review pages run with the page context (model notice, quality limits).
+        .merge(pages::routes().layer(axum::middleware::from_fn_with_state(state.clone(), pages::context::scope)))
         .fallback(|| async { error::ApiError::not_found("route") })
         // After every route is registered: it applies to the method routers added so far.
         .method_not_allowed_fallback(|| async {

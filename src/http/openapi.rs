@@ -97,7 +97,15 @@ fn components(limits: &DocLimits) -> Value {
             "model": model,
             "timings_ms": {"type": "object"},
             "image": {"type": "object"},
-            "recipe": {"type": "string"}}});
+            "recipe": {"type": "string"},
+            "laterality_check": {"type": "object", "required": ["stated", "disc_side", "suggested", "verdict", "offset", "contrast"],
+                "description": "whether the optic disc sits where the stated eye puts it (nasal: right of centre as displayed in a right eye); the stated eye is never changed. Absent in results stored before the check existed",
+                "properties": {"stated": {"type": "string", "enum": ["left", "right", "unspecified"]},
+                    "disc_side": {"type": ["string", "null"], "enum": ["left", "right", null], "description": "side of the displayed image the disc is on; null unless found clearly"},
+                    "suggested": {"type": ["string", "null"], "enum": ["left", "right", null], "description": "the eye the disc position suggests; null unless found clearly"},
+                    "verdict": {"type": "string", "enum": ["consistent", "contradicts", "undetermined"]},
+                    "offset": {"type": ["number", "null"], "description": "the brightest disc-sized spot's horizontal offset from the field centre, in field radii, positive to the right"},
+                    "contrast": {"type": ["number", "null"], "description": "how clearly that spot stands out from the retina around it"}}}}});
     let exam = json!({"type": "object",
         "required": ["id", "created_at", "submitted_by", "external_exam_ref", "patient_ref", "outcome", "flagged", "reviewed", "image_ids", "result"],
         "properties": {
@@ -113,7 +121,8 @@ fn components(limits: &DocLimits) -> Value {
                             "grade": {"type": ["integer", "null"], "minimum": 0, "maximum": 4}, "dme": {"type": ["boolean", "null"]},
                             "images": {"type": "array", "items": {"type": "integer", "minimum": 0}}}}},
                     "images": {"type": "array", "items": schema("Finding")},
-                    "model": model}}}});
+                    "model": model,
+                    "laterality_warnings": {"type": "integer", "minimum": 0, "description": "how many images' laterality_check contradicts their stated eye; absent in results stored before the check existed"}}}}});
     // A graded eye says whether macular oedema is present; an ungradable one says neither.
     let eye_review = json!({"oneOf": [
         {"type": "object", "required": ["grade", "dme"], "additionalProperties": false,

@@ -7,6 +7,7 @@
 //! fan it out across cores.
 
 pub mod decode;
+pub mod disc;
 pub mod fov;
 #[cfg(feature = "mozjpeg")]
 mod libjpeg;
@@ -70,6 +71,9 @@ pub struct Prepared {
     pub source: SourceInfo,
     pub fov: FieldOfView,
     pub quality: QualityMeasures,
+    /// Where the optic disc appears to be (for the laterality check); measured on `rgb`,
+    /// which it leaves as it is.
+    pub disc: Option<disc::DiscEstimate>,
     pub preprocess_ms: f64,
 }
 
@@ -117,6 +121,7 @@ impl Preprocessor {
             tensor::resize_square(fov.side, fov.side, &square, (0, 0, fov.side), self.input_size)?
         };
         let quality = QualityMeasures::measure(self.input_size as usize, &rgb);
-        Ok(Prepared { rgb, source: decoded.source, fov, quality, preprocess_ms: start.elapsed().as_secs_f64() * 1e3 })
+        let disc = disc::locate(self.input_size as usize, &rgb);
+        Ok(Prepared { rgb, source: decoded.source, fov, quality, disc, preprocess_ms: start.elapsed().as_secs_f64() * 1e3 })
     }
 }

@@ -8,7 +8,7 @@ use std::fmt::Write;
 use axum::extract::State;
 use axum::response::{Html, IntoResponse, Response};
 
-use super::html::{esc, page, urlenc};
+use super::html::{esc, page, urlenc, when};
 use super::{PageQuery, ReviewSession};
 use crate::http::AppState;
 use crate::store::{AuditQuery, Role};
@@ -54,7 +54,7 @@ pub async fn show(State(state): State<AppState>, user: ReviewSession, PageQuery(
             b,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             e["seq"],
-            esc(e["at"].as_str().unwrap_or("")),
+            when(e["at"].as_str().unwrap_or("")),
             esc(e["actor"].as_str().unwrap_or("")),
             esc(e["action"].as_str().unwrap_or("")),
             object_html,

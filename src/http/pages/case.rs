@@ -12,8 +12,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::html::{csrf_field, esc, grade_text, num3, outcome_badge, outcome_label, page, pct};
-use super::{PageForm, PagePath, PageQuery, ReviewSession, error_page};
+use super::context::PageContext;
+use super::html::{csrf_field, esc, grade_text, num3, outcome_badge, outcome_label, page, pct, when};
+use super::{PageForm, PagePath, PageQuery, ReviewSession, error_page, image_words};
 use crate::grading::{ExamOutcome, EyeResult, ImageFinding, Laterality};
 use crate::http::AppState;
 use crate::http::reviews::save_review;
@@ -102,7 +103,7 @@ fn case_body(
 <dt>Model</dt><dd>{mname} {mver} <code title="sha256">{msha}</code></dd><dt>Review</dt><dd>{state}</dd></dl>"#,
         ext = esc(exam.external_exam_ref.as_deref().unwrap_or("")),
         badge = outcome_badge(exam.outcome),
-        at = esc(&exam.created_at),
+        at = when(&exam.created_at),
         patient = esc(exam.patient_ref.as_deref().unwrap_or("–")),
         id = esc(&exam.id),
         mname = esc(&model.name),
@@ -168,13 +169,15 @@ fn image_card(b: &mut String, id: &str, view: Option<&str>, f: &ImageFinding) {
         view = view.map(|v| format!("{}-centred · ", esc(v))).unwrap_or_default(),
         decision = esc(&decision_text(f)),
     );
+    b.push_str(&image_words::laterality_warning(f));
+    let context = PageContext::current();
     let gradable = q.gradable;
     let _ = write!(
         b,
-        r#"<p>Quality: <b>{verdict}</b> (P(gradable) {score}){reasons}</p>"#,
+        r#"<p>Quality: <b>{verdict}</b> (P(gradable) {score})</p>{reasons}"#,
         verdict = if gradable { "gradable" } else { "ungradable" },
         score = num3(Some(f64::from(q.score))),
-        reasons = if q.reasons.is_empty() { String::new() } else { format!(", reasons: {}", esc(&q.reasons.join(", "))) },
+        reasons = image_words::reasons(q, &context),
     );
     if let Some(dr) = &f.dr {
         let probs = dr.probabilities;
@@ -192,15 +195,7 @@ fn image_card(b: &mut String, id: &str, view: Option<&str>, f: &ImageFinding) {
             pct(f.dme.as_ref().map(|d| f64::from(d.probability))),
         );
     }
-    // The measures are shown under their wire names, in wire order.
-    if let Ok(serde_json::Value::Object(m)) = serde_json::to_value(q.measures) {
-        b.push_str(r#"<details><summary>Quality measures</summary><table class="measures">"#);
-        for (k, v) in m {
-            let shown = v.as_f64().map_or_else(|| v.to_string(), |x| format!("{x:.3}"));
-            let _ = write!(b, "<tr><th>{}</th><td>{}</td></tr>", esc(&k.replace('_', " ")), esc(&shown));
-        }
-        b.push_str("</table></details>");
-    }
+    b.push_str(&image_words::measures(&q.measures, &context.quality_limits));
     b.push_str("</figcaption></figure>");
 }
 
@@ -249,7 +244,7 @@ fn history(b: &mut String, reviews: &[Review]) {
                         )
                     })
                     .unwrap_or_default(),
-            signed = esc(r.signed_at.as_deref().unwrap_or("–")),
+            signed = r.signed_at.as_deref().map_or_else(|| "–".into(), when),
         );
     }
     b.push_str("</tbody></table></section>");

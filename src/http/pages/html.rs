@@ -59,13 +59,34 @@ pub fn page(title: &str, session: Option<&Session>, body: &str) -> String {
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title} · drscreen review</title>
 <link rel="stylesheet" href="/review/static/review.css"><script src="/review/static/review.js" defer></script></head>
-<body><header><span class="brand">drscreen</span> review{nav}</header>
+<body>{notice}<header><span class="brand">drscreen</span> review{nav}</header>
 <main>{body}</main>
 <footer>drscreen {version}. Model results are decision support; the signed clinician review is the clinical record.</footer>
 </body></html>"#,
         title = esc(title),
         version = env!("CARGO_PKG_VERSION"),
+        notice = model_notice(),
     )
+}
+
+/// The banner every page opens with when the model is not for clinical use.
+fn model_notice() -> String {
+    super::context::PageContext::current()
+        .model_notice
+        .map(|n| format!(r#"<p class="model-notice" id="model-notice" role="note">{}</p>"#, esc(&n)))
+        .unwrap_or_default()
+}
+
+/// A stored RFC 3339 timestamp in the one format every page uses, "2026-11-30 14:05 UTC",
+/// as a `<time>` element carrying the exact instant; text that does not parse is shown
+/// as it is (escaped).
+pub fn when(rfc3339: &str) -> String {
+    use time::format_description::well_known::Rfc3339;
+    let shown = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+    match time::OffsetDateTime::parse(rfc3339, &Rfc3339).map(|t| t.to_offset(time::UtcOffset::UTC).format(&shown)) {
+        Ok(Ok(text)) => format!(r#"<time datetime="{}">{}</time>"#, esc(rfc3339), esc(&text)),
+        _ => esc(rfc3339),
+    }
 }
 
 /// A percentage with one decimal, or an en dash.
@@ -123,5 +144,32 @@ mod tests {
         assert_eq!(pct(Some(f64::NAN)), "–");
         assert_eq!(grade_text(Some(2)), "2 · Moderate non-proliferative DR");
         assert_eq!(grade_text(None), "ungradable");
+    }
+
+    #[test]
+    fn times_in_one_format_with_the_zone() {
+        assert_eq!(when("2026-11-30T14:05:59.123Z"), r#"<time datetime="2026-11-30T14:05:59.123Z">2026-11-30 14:05 UTC</time>"#);
+        assert_eq!(
+            when("2026-11-30T14:05:07.123456789Z"),
+            r#"<time datetime="2026-11-30T14:05:07.123456789Z">2026-11-30 14:05 UTC</time>"#
+        );
+        // Another offset is shown in UTC, like every stored time.
+        assert!(when("2026-11-30T15:05:00+01:00").contains(">2026-11-30 14:05 UTC<"));
+        assert_eq!(when("<not a time>"), "&lt;not a time&gt;");
+    }
+
+    #[test]
+    fn the_model_notice_comes_from_the_request_context() {
+        assert!(!page("x", None, "").contains("model-notice"), "no notice outside a request");
+        let ctx = super::super::context::PageContext {
+            model_notice: Some(super::super::context::notice("dr-synth", "1.4.0<")),
+            quality_limits: Default::default(),
+            gradable_threshold: None,
+        };
+        let html = super::super::context::with(ctx, || page("x", None, ""));
+        assert!(
+            html.contains(r#"<p class="model-notice" id="model-notice" role="note">This model (dr-synth 1.4.0&lt;) was trained on synthetic images only and must not be used for patients.</p>"#),
+            "{html}"
+        );
     }
 }

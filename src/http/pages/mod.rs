@@ -7,7 +7,9 @@
 mod agreement;
 mod audit;
 mod case;
+pub mod context;
 pub mod html;
+mod image_words;
 mod login;
 mod viewer;
 mod worklist;

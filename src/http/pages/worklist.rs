@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
-use super::html::{esc, grade_text, outcome_badge, outcome_label, page};
+use super::html::{esc, grade_text, outcome_badge, outcome_label, page, when};
 use super::{PageQuery, ReviewSession, error_page};
 use crate::grading::{ExamOutcome, Laterality};
 use crate::http::AppState;
@@ -133,7 +133,7 @@ async fn render(state: &AppState, user: &ReviewSession, q: WorklistQuery) -> Res
                 id = esc(&e.id),
                 badge = outcome_badge(e.outcome),
                 qa = if e.outcome == ExamOutcome::Rescreen { r#" <span class="qa">QA</span>"# } else { "" },
-                at = esc(e.created_at.get(..16).unwrap_or(&e.created_at)).replace('T', " "),
+                at = when(&e.created_at),
                 ext = esc(e.external_exam_ref.as_deref().unwrap_or(&e.id[..e.id.len().min(8)])),
                 patient = esc(e.patient_ref.as_deref().unwrap_or("–")),
                 r = esc(&eye(Laterality::Right)),
