@@ -193,6 +193,8 @@ fn laterality_warning_quality_words_model_banner_and_times_in_a_real_browser() {
     let exam = upload_exam(&server, &device, &form).json();
     let mirrored_id = exam["id"].as_str().unwrap().to_string();
     assert_eq!(exam["result"]["laterality_warnings"], 1, "{exam}");
+    // Two grade-0 eyes would be a rescreen; the contradiction puts the exam on the worklist.
+    assert_eq!((exam["outcome"].as_str(), exam["flagged"].as_bool()), (Some("rescreen"), Some(true)), "{exam}");
     let checks: Vec<_> =
         exam["result"]["images"].as_array().unwrap().iter().map(|i| (i["laterality"].clone(), i["laterality_check"].clone())).collect();
     for (laterality, check) in &checks {

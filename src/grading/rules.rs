@@ -225,7 +225,9 @@ pub fn grade_exam(images: Vec<ImageFinding>, policy: &GradingPolicy, model: &Mod
     ExamResult {
         outcome,
         recall_months: (outcome == ExamOutcome::Rescreen).then_some(policy.recall_months),
-        flagged: outcome != ExamOutcome::Rescreen,
+        // A photograph whose disc contradicts its stated eye needs a human even when the
+        // grades say rescreen: the eyes may be swapped, and the per-eye result with them.
+        flagged: outcome != ExamOutcome::Rescreen || laterality_warnings > 0,
         explanation: explanation.into(),
         eyes,
         images,

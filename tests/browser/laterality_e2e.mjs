@@ -72,6 +72,9 @@ async function signIn(key) {
 try {
   await signIn(clinicianKey);
   await expectNotice("the worklist");
+  // Both grade-0 eyes say rescreen, but the contradicting photograph puts it on the worklist.
+  expect(await page.locator(`tr[data-href="/review/exams/${mirroredExam}"]`).count() === 1,
+    "the rescreen exam with a laterality contradiction is on the worklist");
   // Reviewed and open exams alike: the signed ungradable exam is listed with its time.
   await page.goto(`${base}/review?reviewed=all`);
   await expectTimes("the worklist", 1);

@@ -72,7 +72,9 @@ async fn render(state: &AppState, user: &ReviewSession, q: WorklistQuery) -> Res
         Ok(e) => e,
         Err(e) => return e.into_response(),
     };
-    let exams: Vec<_> = exams.into_iter().filter(|e| e.outcome != ExamOutcome::Rescreen || in_qa_sample(&e.id, share)).collect();
+    // Flagged exams always (a rescreen is flagged when a photograph's laterality is in doubt);
+    // unflagged rescreens only as the QA sample.
+    let exams: Vec<_> = exams.into_iter().filter(|e| e.flagged || in_qa_sample(&e.id, share)).collect();
     let count = |o: ExamOutcome| exams.iter().filter(|e| e.outcome == o).count();
     let mut body = String::from("<h1>Worklist</h1><ul class=\"counts\">");
     for o in OUTCOMES {
@@ -132,7 +134,7 @@ async fn render(state: &AppState, user: &ReviewSession, q: WorklistQuery) -> Res
                 r#"<tr data-href="/review/exams/{id}" tabindex="0"><td>{badge}{qa}</td><td>{at}</td><td><a href="/review/exams/{id}">{ext}</a></td><td>{patient}</td><td>{r}</td><td>{l}</td><td>{state}</td></tr>"#,
                 id = esc(&e.id),
                 badge = outcome_badge(e.outcome),
-                qa = if e.outcome == ExamOutcome::Rescreen { r#" <span class="qa">QA</span>"# } else { "" },
+                qa = if e.outcome == ExamOutcome::Rescreen && !e.flagged { r#" <span class="qa">QA</span>"# } else { "" },
                 at = when(&e.created_at),
                 ext = esc(e.external_exam_ref.as_deref().unwrap_or(&e.id[..e.id.len().min(8)])),
                 patient = esc(e.patient_ref.as_deref().unwrap_or("–")),
