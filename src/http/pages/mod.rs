@@ -7,6 +7,7 @@
 mod agreement;
 mod audit;
 mod case;
+mod context;
 pub mod html;
 mod login;
 mod worklist;
@@ -36,6 +37,7 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/review/logout", post(login::logout))
         .route("/review/exams/{id}", get(case::show))
         .route("/review/exams/{id}/review", post(case::submit))
+        .route("/review/compare", get(context::compare))
         .route("/review/images/{id}/field.png", get(case::field_png))
         .route("/review/images/{id}/heatmap.png", get(case::heatmap_png))
         .route("/review/images/{id}/original", get(case::original))
@@ -165,8 +167,44 @@ impl<T: serde::de::DeserializeOwned + Send> FromRequestParts<AppState> for PageQ
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         match Query::<T>::try_from_uri(&parts.uri) {
             Ok(Query(q)) => Ok(Self(q)),
-            Err(e) => Err(bad_request_page(&parts.headers, state, e.status(), &e.body_text()).await),
+            Err(e) => {
+                let detail = query_error_in_words(&parts.uri, &e.body_text());
+                Err(bad_request_page(&parts.headers, state, e.status(), &detail).await)
+            }
         }
+    }
+}
+
+/// A query-string deserialiser message ("Failed to deserialize query string: last:
+/// invalid digit found in string") in words for the page: which parameter, the value
+/// given and what it must be.
+fn query_error_in_words(uri: &axum::http::Uri, message: &str) -> String {
+    let detail = message.split_once("query string: ").map_or(message, |(_, d)| d);
+    let Some((field, why)) = detail.split_once(": ") else {
+        return "the address's query string is not valid.".into();
+    };
+    let field: String = field.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+    let rule = if why.contains("invalid digit") || why.contains("empty string") {
+        "must be a whole number, 0 or more"
+    } else if why.contains("too large") {
+        "is too large"
+    } else if why.contains("float") {
+        "must be a number"
+    } else if why.contains("`true` or `false`") {
+        "must be true or false"
+    } else {
+        "is not accepted"
+    };
+    if why.starts_with("duplicate field") || field.is_empty() {
+        let name = why.split('`').nth(1).unwrap_or(&field).to_string();
+        return format!("the parameter \"{name}\" is given more than once; give it once.");
+    }
+    let value = Query::<Vec<(String, String)>>::try_from_uri(uri)
+        .ok()
+        .and_then(|Query(pairs)| pairs.into_iter().find(|(k, _)| *k == field).map(|(_, v)| v));
+    match value {
+        Some(v) => format!("the value '{v}' for \"{field}\" {rule}."),
+        None => format!("the parameter \"{field}\" {rule}."),
     }
 }
 
@@ -270,5 +308,24 @@ mod tests {
         assert!(!same_origin(&headers(&[host.clone(), (header::ORIGIN, "null")])));
         assert!(!same_origin(&headers(&[host.clone(), (header::REFERER, "http://127.0.0.1:8080.evil.example/")])));
         assert!(!same_origin(&headers(&[(header::ORIGIN, "http://127.0.0.1:8080")])), "no Host header");
+    }
+
+    #[test]
+    fn query_errors_are_in_words() {
+        #[derive(serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Q {
+            last: Option<u32>,
+            outcome: Option<String>,
+        }
+        let words = |q: &str| {
+            let uri: axum::http::Uri = format!("/review/x?{q}").parse().unwrap();
+            let Err(e) = Query::<Q>::try_from_uri(&uri) else { panic!("{q} parsed") };
+            query_error_in_words(&uri, &e.body_text())
+        };
+        assert_eq!(words("last=-5"), r#"the value '-5' for "last" must be a whole number, 0 or more."#);
+        assert_eq!(words("last=abc"), r#"the value 'abc' for "last" must be a whole number, 0 or more."#);
+        assert_eq!(words("last=99999999999"), r#"the value '99999999999' for "last" is too large."#);
+        assert_eq!(words("outcome=a&outcome=b"), r#"the parameter "outcome" is given more than once; give it once."#);
     }
 }
