@@ -129,8 +129,7 @@ fn who_and_what_patient_context_and_worded_filter_errors() {
         json!({"eyes": both_eyes(3, 1), "outcome": "urgent_referral", "sign": true, "amendment_reason": "left eye regraded"}),
     );
     assert_eq!((v2["version"].as_u64(), v2["reviewer_name"].clone()), (Some(2), Value::Null), "{v2}");
-    let list: Value =
-        http().get(format!("{}/v1/exams/{older_id}/reviews", server.url)).bearer_auth(&admin).send().unwrap().json().unwrap();
+    let list: Value = http().get(format!("{}/v1/exams/{older_id}/reviews", server.url)).bearer_auth(&admin).send().unwrap().json().unwrap();
     assert_eq!(list["reviews"][0]["reviewer_name"], "Dr Kari Nordmann", "{list}");
     assert_eq!(list["reviews"][1]["reviewer_name"], Value::Null, "{list}");
     // A draft amendment of the newer exam's signed review: the signed version is the

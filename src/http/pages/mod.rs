@@ -180,14 +180,25 @@ impl<T: serde::de::DeserializeOwned + Send> FromRequestParts<AppState> for PageQ
 /// given and what it must be.
 fn query_error_in_words(uri: &axum::http::Uri, message: &str) -> String {
     let detail = message.split_once("query string: ").map_or(message, |(_, d)| d);
+    // serde names a repeated parameter without a path: "duplicate field `outcome`".
+    if let Some(name) = detail.strip_prefix("duplicate field `").and_then(|r| r.split('`').next()) {
+        return format!("the parameter \"{name}\" is given more than once; give it once.");
+    }
     let Some((field, why)) = detail.split_once(": ") else {
         return "the address's query string is not valid.".into();
     };
     let field: String = field.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+    if field.is_empty() {
+        return "the address's query string is not valid.".into();
+    }
+    let value = Query::<Vec<(String, String)>>::try_from_uri(uri)
+        .ok()
+        .and_then(|Query(pairs)| pairs.into_iter().find(|(k, _)| *k == field).map(|(_, v)| v));
     let rule = if why.contains("invalid digit") || why.contains("empty string") {
-        "must be a whole number, 0 or more"
-    } else if why.contains("too large") {
-        "is too large"
+        // A minus sign is an invalid digit only for a count (`last`, `limit`).
+        if value.as_deref().is_some_and(|v| v.starts_with('-')) { "must be a whole number, 0 or more" } else { "must be a whole number" }
+    } else if why.contains("too large") || why.contains("too small") {
+        "is out of range"
     } else if why.contains("float") {
         "must be a number"
     } else if why.contains("`true` or `false`") {
@@ -195,13 +206,6 @@ fn query_error_in_words(uri: &axum::http::Uri, message: &str) -> String {
     } else {
         "is not accepted"
     };
-    if why.starts_with("duplicate field") || field.is_empty() {
-        let name = why.split('`').nth(1).unwrap_or(&field).to_string();
-        return format!("the parameter \"{name}\" is given more than once; give it once.");
-    }
-    let value = Query::<Vec<(String, String)>>::try_from_uri(uri)
-        .ok()
-        .and_then(|Query(pairs)| pairs.into_iter().find(|(k, _)| *k == field).map(|(_, v)| v));
     match value {
         Some(v) => format!("the value '{v}' for \"{field}\" {rule}."),
         None => format!("the parameter \"{field}\" {rule}."),
@@ -324,8 +328,8 @@ mod tests {
             query_error_in_words(&uri, &e.body_text())
         };
         assert_eq!(words("last=-5"), r#"the value '-5' for "last" must be a whole number, 0 or more."#);
-        assert_eq!(words("last=abc"), r#"the value 'abc' for "last" must be a whole number, 0 or more."#);
-        assert_eq!(words("last=99999999999"), r#"the value '99999999999' for "last" is too large."#);
+        assert_eq!(words("last=abc"), r#"the value 'abc' for "last" must be a whole number."#);
+        assert_eq!(words("last=99999999999"), r#"the value '99999999999' for "last" is out of range."#);
         assert_eq!(words("outcome=a&outcome=b"), r#"the parameter "outcome" is given more than once; give it once."#);
     }
 }

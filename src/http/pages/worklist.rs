@@ -160,7 +160,7 @@ async fn render(state: &AppState, user: &ReviewSession, q: WorklistQuery) -> Res
         if with_clinician {
             body.push_str(
                 r#"<table class="worklist with-clinician" id="worklist"><thead><tr><th colspan="2" scope="colgroup">Outcome</th><th rowspan="2">Received</th><th rowspan="2">Exam</th><th rowspan="2">Patient</th><th colspan="2" scope="colgroup">Right eye</th><th colspan="2" scope="colgroup">Left eye</th><th rowspan="2">Review</th></tr>
-<tr><th class="by-clinician">Clinician (signed)</th><th class="by-model">Model</th><th class="by-model">Model</th><th class="by-clinician">Clinician (signed)</th><th class="by-model">Model</th><th class="by-clinician">Clinician (signed)</th></tr></thead><tbody>"#,
+<tr><th class="by-clinician">Clinician (signed)</th><th class="by-model">Model</th><th class="by-clinician">Clinician (signed)</th><th class="by-model">Model</th><th class="by-clinician">Clinician (signed)</th><th class="by-model">Model</th></tr></thead><tbody>"#,
             );
         } else {
             body.push_str(
@@ -176,13 +176,16 @@ async fn render(state: &AppState, user: &ReviewSession, q: WorklistQuery) -> Res
                 if !with_clinician {
                     return model;
                 }
-                let clinician = review.and_then(|r| clinician_eye_text(r, lat)).unwrap_or_else(|| "–".into());
-                format!(r#"{model}<td class="by-clinician">{}</td>"#, esc(&clinician))
+                // Clinician first, as in the outcome columns: the signed reading is the record.
+                match review.and_then(|r| clinician_eye_text(r, lat)) {
+                    Some(c) => format!(r#"<td class="by-clinician">{}</td>{model}"#, esc(&c)),
+                    None => format!(r#"<td class="by-clinician none">–</td>{model}"#),
+                }
             };
             let outcome_cells = match (with_clinician, review) {
                 (false, _) => format!("<td>{model_badge}</td>"),
                 (true, Some(r)) => format!(r#"<td class="by-clinician">{}</td><td>{model_badge}</td>"#, outcome_badge(r.outcome)),
-                (true, None) => format!(r#"<td class="by-clinician">–</td><td>{model_badge}</td>"#),
+                (true, None) => format!(r#"<td class="by-clinician none">–</td><td>{model_badge}</td>"#),
             };
             let patient_cell = match e.patient_ref.as_deref() {
                 Some(p) => {
