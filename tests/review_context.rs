@@ -94,7 +94,7 @@ impl Pages {
 }
 
 /// The `<tr>` of the history table for one version.
-fn history_row<'a>(html: &'a str, version: u32) -> &'a str {
+fn history_row(html: &str, version: u32) -> &str {
     let start = html.find(&format!(r#"id="review-v{version}""#)).unwrap_or_else(|| panic!("no history row v{version}:\n{html}"));
     let rest = &html[start..];
     &rest[..rest.find("</tr>").unwrap()]
