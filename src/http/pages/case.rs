@@ -5,7 +5,7 @@
 //! off, or amend a signed review). Opening a case is audited as `exam.view`. Once signed,
 //! the header shows the clinician's signed result beside the model's; the history names
 //! the reviewer and marks superseded versions; the patient's earlier exams follow
-//! (`super::context`).
+//! (`super::patient`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -15,8 +15,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::context::{model_vs_clinician, prior_exams_section};
 use super::html::{csrf_field, esc, grade_text, num3, outcome_badge, outcome_label, page, pct, person};
+use super::patient::{model_vs_clinician, prior_exams_section};
 use super::{PageForm, PagePath, PageQuery, ReviewSession, error_page};
 use crate::grading::{ExamOutcome, EyeResult, ImageFinding, Laterality};
 use crate::http::AppState;
@@ -67,7 +67,7 @@ async fn render(
             let images = store.exam_images(&exam_id)?;
             let reviews = store.reviews(&exam_id)?;
             let prior = match exam.patient_ref.as_deref() {
-                Some(p) => store.patient_exams(p, &exam_id, super::context::PRIOR_EXAMS_SHOWN)?,
+                Some(p) => store.patient_exams(p, &exam_id, super::patient::PRIOR_EXAMS_SHOWN)?,
                 None => Vec::new(),
             };
             if audit_view {

@@ -7,9 +7,9 @@
 mod agreement;
 mod audit;
 mod case;
-mod context;
 pub mod html;
 mod login;
+mod patient;
 mod worklist;
 
 use axum::Form;
@@ -37,7 +37,7 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/review/logout", post(login::logout))
         .route("/review/exams/{id}", get(case::show))
         .route("/review/exams/{id}/review", post(case::submit))
-        .route("/review/compare", get(context::compare))
+        .route("/review/compare", get(patient::compare))
         .route("/review/images/{id}/field.png", get(case::field_png))
         .route("/review/images/{id}/heatmap.png", get(case::heatmap_png))
         .route("/review/images/{id}/original", get(case::original))

@@ -12,8 +12,8 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
-use super::context::{clinician_eye_text, model_eye_text};
 use super::html::{esc, outcome_badge, outcome_label, page, urlenc};
+use super::patient::{clinician_eye_text, model_eye_text};
 use super::{PageQuery, ReviewSession, error_page};
 use crate::grading::{ExamOutcome, Laterality};
 use crate::http::AppState;
