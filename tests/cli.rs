@@ -120,3 +120,43 @@ fn out_of_range_settings_are_refused_from_file_env_and_flag() {
     let err = run(&["--config", file_arg], None);
     assert!(err.contains("dicom.sr_retry_max_secs must be"), "{err}");
 }
+
+/// `keys create --name` stores a checked display name, `keys list` shows it (never a
+/// secret), and a name with a control character or over the limit is refused before
+/// anything is written.
+#[test]
+fn keys_carry_a_checked_display_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = |args: &[&str]| {
+        let out = Command::new(common::bin()).arg("--data-dir").arg(dir.path()).arg("keys").args(args).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, out, err) = keys(&["create", "--role", "clinician", "--name", "  Dr Kari Nordmann "]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("created clinician key") && out.contains("for Dr Kari Nordmann"), "{out}");
+    let secret = out.lines().last().unwrap().trim().to_string();
+    assert!(secret.starts_with("drs_"), "{out}");
+    let (code, _, err) = keys(&["create", "--role", "device"]);
+    assert_eq!(code, Some(0), "{err}");
+
+    for (bad, why) in [("Dr \u{1b}[31mEvil", "U+001B"), ("Dr \u{202e}Evil", "U+202E"), ("   ", "empty")] {
+        let (code, _, err) = keys(&["create", "--role", "clinician", "--name", bad]);
+        assert_eq!(code, Some(2), "{bad:?} accepted: {err}");
+        assert!(err.contains(why), "{bad:?}: {err}");
+    }
+    let long = "x".repeat(drscreen::store::MAX_KEY_NAME_CHARS + 1);
+    let (code, _, err) = keys(&["create", "--role", "clinician", "--name", &long]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("the limit is 100"), "{err}");
+
+    let (code, list, err) = keys(&["list"]);
+    assert_eq!(code, Some(0), "{err}");
+    let rows: Vec<&str> = list.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "only the two valid keys were created:\n{list}");
+    let named = rows.iter().find(|r| r.contains("clinician")).unwrap();
+    assert!(named.trim_end().ends_with("Dr Kari Nordmann") && named.contains("active"), "{list}");
+    let key_id = secret.split('_').nth(1).unwrap();
+    assert!(named.starts_with(key_id), "{list}");
+    assert!(rows.iter().any(|r| r.contains("device") && r.trim_end().ends_with('-')), "{list}");
+    assert!(!list.contains(&secret) && !list.contains("drs_"), "keys list never shows a secret:\n{list}");
+}

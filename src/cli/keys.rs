@@ -1,10 +1,12 @@
-//! `drscreen keys create --role ROLE` prints a new API key once, on its last line;
-//! `drscreen keys revoke ID` revokes one (its review sessions end at once). Both are audited.
+//! `drscreen keys create --role ROLE [--name NAME]` prints a new API key once, on its
+//! last line; `drscreen keys revoke ID` revokes one (its review sessions end at once);
+//! `drscreen keys list` shows every key's id, role, name and state (never a secret).
+//! Creating and revoking are audited.
 
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use drscreen::store::{Role, Store};
+use drscreen::store::{KeyName, Role, Store};
 
 use crate::cli::GlobalArgs;
 
@@ -15,7 +17,13 @@ pub enum KeysCommand {
         /// device (submit, read own results), clinician (read, review) or admin.
         #[arg(long, value_parser = role_parser())]
         role: Role,
+        /// The person or system the key belongs to ("Dr Kari Nordmann"), shown on the
+        /// review pages, in the review history and in the audit log instead of the key id.
+        #[arg(long, value_parser = name_parser)]
+        name: Option<KeyName>,
     },
+    /// List the API keys: id, role, name, created, revoked.
+    List,
     /// Revoke an API key by its id (the part after `drs_`).
     Revoke {
         /// The key id.
@@ -31,14 +39,28 @@ fn role_parser() -> impl clap::builder::TypedValueParser<Value = Role> {
         .try_map(|name| Role::parse(&name).ok_or_else(|| format!("unknown role '{name}'")))
 }
 
+/// Refuses a bad name before anything is written, with the reason in words.
+fn name_parser(text: &str) -> Result<KeyName, String> {
+    KeyName::parse(text)
+}
+
 pub fn run(global: &GlobalArgs, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
     let config = global.config()?;
     match cmd {
-        KeysCommand::Create { role } => {
+        KeysCommand::Create { role, name } => {
             let store = Store::open(&config.data_dir)?;
-            let (id, key) = store.create_key(role, "cli")?;
-            println!("created {} key {id} in {}; store it now, it is not shown again:", role.as_str(), config.data_dir.display());
+            let (id, key) = store.create_named_key(role, name.as_ref(), "cli")?;
+            let named = name.as_ref().map(|n| format!(" for {}", n.as_str())).unwrap_or_default();
+            println!("created {} key {id}{named} in {}; store it now, it is not shown again:", role.as_str(), config.data_dir.display());
             println!("{key}");
+        }
+        KeysCommand::List => {
+            let store = Store::open(&config.data_dir)?;
+            println!("{:<12}  {:<9}  {:<24}  {:<8}  name", "id", "role", "created", "state");
+            for k in store.list_keys()? {
+                let state = if k.revoked { "revoked" } else { "active" };
+                println!("{:<12}  {:<9}  {:<24}  {:<8}  {}", k.id, k.role, k.created_at, state, k.name.as_deref().unwrap_or("-"));
+            }
         }
         KeysCommand::Revoke { id } => {
             let store = Store::open(&config.data_dir)?;

@@ -87,6 +87,9 @@ pub struct Review {
     pub state: ReviewState,
     /// API key id of the clinician who last wrote this version.
     pub reviewer: String,
+    /// That key's display name, when it has one (read from the key, not stored here).
+    #[serde(default)]
+    pub reviewer_name: Option<String>,
     pub created_at: String,
     pub updated_at: String,
     pub signed_at: Option<String>,
@@ -287,6 +290,7 @@ mod tests {
             version,
             state,
             reviewer: "k".into(),
+            reviewer_name: None,
             created_at: String::new(),
             updated_at: String::new(),
             signed_at: None,

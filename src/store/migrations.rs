@@ -3,7 +3,7 @@
 
 use rusqlite::Connection;
 
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     // 1: exams, images, API keys, append-only audit log.
     "CREATE TABLE exams (
         id TEXT PRIMARY KEY,
@@ -133,6 +133,13 @@ const MIGRATIONS: [&str; 4] = [
     // imply. A new nullable column: rows written before it read as NULL and are not
     // rewritten (adding a column fires no UPDATE, so the signed-row lock is untouched).
     "ALTER TABLE reviews ADD COLUMN outcome_reason TEXT;",
+    // ---- branch `context` (issue 16, who and what): its own entry; renumber on merge if
+    // another branch also added migration 5. ----
+    // 5: a display name for an API key ("Dr Kari Nordmann"), shown on the review pages
+    // instead of the bare key id. Nullable: keys created before it show their id as before.
+    // The index serves the worklist's patient filter and the case page's earlier exams.
+    "ALTER TABLE api_keys ADD COLUMN name TEXT;
+    CREATE INDEX exams_by_patient ON exams(patient_ref, created_at);",
 ];
 
 /// Brings the schema up to date.

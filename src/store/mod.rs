@@ -5,11 +5,15 @@
 //! The audit table is append-only, enforced by triggers. Patient references are stored
 //! here and nowhere else: never logged.
 
+mod context;
 mod dicom;
+mod keys;
 mod migrations;
 mod reviews;
 mod sessions;
 
+pub use context::PatientExam;
+pub use keys::{KeyName, KeyRecord, MAX_KEY_NAME_CHARS};
 pub use reviews::ReviewSaveError;
 pub use sessions::Session;
 
@@ -73,6 +77,8 @@ impl Role {
 pub struct KeyIdentity {
     pub id: String,
     pub role: Role,
+    /// The key's display name ("Dr Kari Nordmann"), when it was created with one.
+    pub name: Option<String>,
 }
 
 /// One image of an exam to be stored.
@@ -214,6 +220,9 @@ pub struct WorklistFilter {
     pub from: Option<String>,
     /// Exams created before it.
     pub until: Option<String>,
+    /// Only this patient's exams (exact `patient_ref` match).
+    #[serde(default)]
+    pub patient_ref: Option<String>,
     pub limit: Option<u32>,
 }
 
@@ -531,6 +540,10 @@ impl Store {
             sql.push_str(" AND created_at < ?");
             args.push(d.clone().into());
         }
+        if let Some(p) = &f.patient_ref {
+            sql.push_str(" AND patient_ref = ?");
+            args.push(p.clone().into());
+        }
         sql.push_str(
             " ORDER BY CASE outcome WHEN 'urgent_referral' THEN 0 WHEN 'referral' THEN 1 WHEN 'ungradable' THEN 2 ELSE 3 END, created_at, id LIMIT ?",
         );
@@ -557,16 +570,7 @@ impl Store {
 
     /// Creates an API key; returns (key id, the full secret key, shown once).
     pub fn create_key(&self, role: Role, actor: &str) -> Result<(String, String), StoreError> {
-        let id = random_hex(6)?;
-        let secret = format!("drs_{id}_{}", random_hex(24)?);
-        let hash = hex::encode(sha2::Sha256::digest(secret.as_bytes()));
-        let conn = self.conn()?;
-        conn.execute(
-            "INSERT INTO api_keys (id, role, hash, created_at, revoked) VALUES (?1, ?2, ?3, ?4, 0)",
-            params![id, role.as_str(), hash, now_rfc3339()],
-        )?;
-        append_audit(&conn, &now_rfc3339(), actor, "key.create", Some(&id), Some(role.as_str()))?;
-        Ok((id, secret))
+        self.create_named_key(role, None, actor)
     }
 
     /// Checks a presented key: looks the row up by its public id, then compares hashes
@@ -576,17 +580,19 @@ impl Store {
         let Some(id) = presented.strip_prefix("drs_").and_then(|rest| rest.split('_').next()) else {
             return Ok(None);
         };
-        let row: Option<(String, String)> = self
+        let row: Option<(String, String, Option<String>)> = self
             .conn()?
-            .query_row("SELECT role, hash FROM api_keys WHERE id = ?1 AND revoked = 0", [id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row("SELECT role, hash, name FROM api_keys WHERE id = ?1 AND revoked = 0", [id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
             .optional()?;
-        let Some((role, stored)) = row else {
+        let Some((role, stored, name)) = row else {
             return Ok(None);
         };
         let presented_hash = hex::encode(sha2::Sha256::digest(presented.as_bytes()));
         if bool::from(presented_hash.as_bytes().ct_eq(stored.as_bytes())) {
             let role = Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("unknown role {role}")))?;
-            Ok(Some(KeyIdentity { id: id.to_string(), role }))
+            Ok(Some(KeyIdentity { id: id.to_string(), role, name }))
         } else {
             Ok(None)
         }

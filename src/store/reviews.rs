@@ -36,10 +36,10 @@ struct Body {
     note: String,
 }
 
-const REVIEW_COLUMNS: &str =
+pub(super) const REVIEW_COLUMNS: &str =
     "exam_id, version, reviewer, created_at, updated_at, signed_at, amends, amendment_reason, body_json, outcome_reason";
 
-fn review_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Review, StoreError>> {
+pub(super) fn review_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Review, StoreError>> {
     let body_json: String = row.get(8)?;
     let signed_at: Option<String> = row.get(5)?;
     let body: Body = match serde_json::from_str(&body_json) {
@@ -51,6 +51,8 @@ fn review_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Review, S
         version: row.get(1)?,
         state: if signed_at.is_some() { ReviewState::Signed } else { ReviewState::Draft },
         reviewer: row.get(2)?,
+        // Filled from the key by the callers that show it ([`super::keys::fill_reviewer_names`]).
+        reviewer_name: None,
         created_at: row.get(3)?,
         updated_at: row.get(4)?,
         signed_at,
@@ -74,6 +76,7 @@ impl Store {
         for row in rows {
             out.push(row??);
         }
+        super::keys::fill_reviewer_names(&conn, &mut out)?;
         Ok(out)
     }
 
@@ -141,6 +144,9 @@ impl Store {
             params![exam_id, version],
             review_from_row,
         )??;
+        let mut written = [written];
+        super::keys::fill_reviewer_names(&tx, &mut written)?;
+        let [written] = written;
         tx.commit()?;
         Ok(written)
     }

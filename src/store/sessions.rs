@@ -44,15 +44,15 @@ impl Store {
     pub fn session(&self, token: &str, idle_secs: u64) -> Result<Option<Session>, StoreError> {
         let hash = token_hash(token);
         let conn = self.conn()?;
-        let row: Option<(String, String, i64, String, bool)> = conn
+        let row: Option<(String, String, i64, String, bool, Option<String>)> = conn
             .query_row(
-                "SELECT s.key_id, s.csrf, s.last_seen_unix, k.role, k.revoked FROM sessions s JOIN api_keys k ON k.id = s.key_id
+                "SELECT s.key_id, s.csrf, s.last_seen_unix, k.role, k.revoked, k.name FROM sessions s JOIN api_keys k ON k.id = s.key_id
                  WHERE s.token_hash = ?1",
                 [&hash],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
             )
             .optional()?;
-        let Some((key_id, csrf, last_seen, role, revoked)) = row else {
+        let Some((key_id, csrf, last_seen, role, revoked, name)) = row else {
             return Ok(None);
         };
         let now = unix_now();
@@ -65,7 +65,7 @@ impl Store {
         }
         conn.execute("UPDATE sessions SET last_seen_unix = ?2 WHERE token_hash = ?1", params![hash, now])?;
         let role = Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("unknown role {role}")))?;
-        Ok(Some(Session { key: KeyIdentity { id: key_id, role }, csrf }))
+        Ok(Some(Session { key: KeyIdentity { id: key_id, role, name }, csrf }))
     }
 
     /// Ends a session (sign-out).

@@ -8,7 +8,7 @@ use std::fmt::Write;
 use axum::extract::State;
 use axum::response::{Html, IntoResponse, Response};
 
-use super::html::{esc, page, urlenc, when};
+use super::html::{esc, page, person, urlenc, when};
 use super::{PageQuery, ReviewSession};
 use crate::http::AppState;
 use crate::store::{AuditQuery, Role};
@@ -27,7 +27,15 @@ pub async fn show(State(state): State<AppState>, user: ReviewSession, PageQuery(
     }
     q.limit = Some(PAGE);
     let query = q.clone();
-    let events = match state.store_call(move |store| store.audit_query(&query)).await {
+    // The actors' display names, so the log says who (the key id stays beside it).
+    let loaded = state
+        .store_call(move |store| {
+            let events = store.audit_query(&query)?;
+            let names = store.key_names(events.iter().filter_map(|e| e["actor"].as_str()))?;
+            Ok((events, names))
+        })
+        .await;
+    let (events, names) = match loaded {
         Ok(e) => e,
         Err(e) => return e.into_response(),
     };
@@ -55,7 +63,7 @@ pub async fn show(State(state): State<AppState>, user: ReviewSession, PageQuery(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             e["seq"],
             when(e["at"].as_str().unwrap_or("")),
-            esc(e["actor"].as_str().unwrap_or("")),
+            e["actor"].as_str().map(|a| person(a, names.get(a).map(String::as_str))).unwrap_or_default(),
             esc(e["action"].as_str().unwrap_or("")),
             object_html,
             esc(e["detail"].as_str().unwrap_or("")),

@@ -2,7 +2,10 @@
 //! every image with the model's heatmap overlay (toggle with the checkbox or `h`), the
 //! quality measures and reasons, the model's grades and probabilities, the exam outcome
 //! with its rule in words, the review history and the review form (save a draft, sign
-//! off, or amend a signed review). Opening a case is audited as `exam.view`.
+//! off, or amend a signed review). Opening a case is audited as `exam.view`. Once signed,
+//! the header shows the clinician's signed result beside the model's; the history names
+//! the reviewer and marks superseded versions; the patient's earlier exams follow
+//! (`super::patient`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -13,7 +16,8 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::context::PageContext;
-use super::html::{csrf_field, esc, grade_text, num3, outcome_badge, outcome_label, page, pct, when};
+use super::html::{csrf_field, esc, grade_text, num3, outcome_badge, outcome_label, page, pct, person, when};
+use super::patient::{model_vs_clinician, prior_exams_section};
 use super::{PageForm, PagePath, PageQuery, ReviewSession, error_page, image_words};
 use crate::grading::{ExamOutcome, EyeResult, ImageFinding, Laterality};
 use crate::http::AppState;
@@ -65,18 +69,23 @@ async fn render(
             };
             let images = store.exam_images(&exam_id)?;
             let reviews = store.reviews(&exam_id)?;
+            let prior = match exam.patient_ref.as_deref() {
+                Some(p) => store.patient_exams(p, &exam_id, super::patient::PRIOR_EXAMS_SHOWN)?,
+                None => Vec::new(),
+            };
             if audit_view {
                 store.audit(&actor, "exam.view", Some(&exam_id), Some("review page"))?;
             }
-            Ok(Some((exam, images, reviews)))
+            Ok(Some((exam, images, reviews, prior)))
         })
         .await;
-    let (exam, images, reviews) = match loaded {
+    let (exam, images, reviews, prior) = match loaded {
         Ok(Some(found)) => found,
         Ok(None) => return error_page(StatusCode::NOT_FOUND, Some(&user.session), "Exam not found", "No exam has that id."),
         Err(e) => return e.into_response(),
     };
-    let body = case_body(user, &exam, &images, &reviews, banner, form_values.as_ref());
+    let mut body = case_body(user, &exam, &images, &reviews, banner, form_values.as_ref());
+    body.push_str(&prior_exams_section(&exam, &prior));
     (status, Html(page("Case", Some(&user.session), &body))).into_response()
 }
 
@@ -96,20 +105,39 @@ fn case_body(
         let _ = write!(b, r#"<p class="banner {cls}" id="banner">{}</p>"#, esc(&msg));
     }
     let model = &r.model;
+    let signed = reviews.iter().rev().find(|r| r.state == ReviewState::Signed);
     let _ = write!(
         b,
         r#"<h1>Exam {ext} {badge}</h1>
 <dl class="meta"><dt>Received</dt><dd>{at}</dd><dt>Patient</dt><dd>{patient}</dd><dt>Exam id</dt><dd><code>{id}</code></dd>
-<dt>Model</dt><dd>{mname} {mver} <code title="sha256">{msha}</code></dd><dt>Review</dt><dd>{state}</dd></dl>"#,
+<dt>Model</dt><dd>{mname} {mver} <code title="sha256">{msha}</code></dd><dt>Review</dt><dd>{state}</dd></dl>{versus}"#,
         ext = esc(exam.external_exam_ref.as_deref().unwrap_or("")),
-        badge = outcome_badge(exam.outcome),
+        // Once signed, the clinician's outcome is the headline; the model's stays beside it.
+        badge = match signed {
+            Some(s) => format!(
+                r#"<span class="by-clinician">Clinician (signed)</span> {} <span class="by-model">Model</span> {}"#,
+                outcome_badge(s.outcome),
+                outcome_badge(exam.outcome)
+            ),
+            None => format!(r#"<span class="by-model">Model</span> {}"#, outcome_badge(exam.outcome)),
+        },
+        versus = signed.map(|s| model_vs_clinician(exam, s)).unwrap_or_default(),
         at = when(&exam.created_at),
         patient = esc(exam.patient_ref.as_deref().unwrap_or("–")),
         id = esc(&exam.id),
         mname = esc(&model.name),
         mver = esc(&model.version),
         msha = esc(model.sha256.get(..16).unwrap_or(&model.sha256)),
-        state = if exam.reviewed { "signed" } else { "not signed" },
+        state = match signed {
+            Some(s) => format!(
+                "signed (version {}) by {} at {}",
+                s.version,
+                person(&s.reviewer, s.reviewer_name.as_deref()),
+                esc(s.signed_at.as_deref().unwrap_or(""))
+            ),
+            None if exam.reviewed => "signed".into(),
+            None => "not signed".into(),
+        },
     );
     let (condition, why) = outcome_rule_in_words(exam.outcome).unwrap_or(("", ""));
     let _ = write!(
@@ -217,19 +245,43 @@ fn eyes_text(eyes: &BTreeMap<String, EyeReview>) -> String {
         .join("; ")
 }
 
+/// What became of each version (same order as `reviews`, oldest first): a version is
+/// superseded by the first later version that was signed (a signed version by its signed
+/// amendment, a draft by a later sign-off); the latest signed version with an unsigned
+/// amendment after it is still the record, "being amended".
+pub(super) fn version_fates(reviews: &[Review]) -> Vec<Option<String>> {
+    reviews
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let later = &reviews[i + 1..];
+            if let Some(s) = later.iter().find(|l| l.state == ReviewState::Signed) {
+                Some(format!("superseded by v{}", s.version))
+            } else if r.state == ReviewState::Signed {
+                later.iter().find(|l| l.state == ReviewState::Draft).map(|d| format!("being amended (draft v{})", d.version))
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
 fn history(b: &mut String, reviews: &[Review]) {
     if reviews.is_empty() {
         return;
     }
     b.push_str(r#"<section class="history"><h2>Review history</h2><table id="review-history"><thead><tr><th>Version</th><th>State</th><th>Reviewer</th><th>Eyes</th><th>Outcome</th><th>Note</th><th>Signed</th></tr></thead><tbody>"#);
-    for r in reviews {
+    for (r, fate) in reviews.iter().zip(version_fates(reviews)) {
+        let superseded = fate.as_deref().is_some_and(|f| f.starts_with("superseded"));
         let _ = write!(
             b,
-            r#"<tr class="{state}"><td>{v}{amends}</td><td>{state}</td><td>{who}</td><td>{eyes}</td><td>{outcome}</td><td>{note}{reason}</td><td>{signed}</td></tr>"#,
+            r#"<tr class="{state}{sup}" id="review-v{v}"><td>{v}{amends}</td><td>{state}{fate}</td><td>{who}</td><td>{eyes}</td><td>{outcome}</td><td>{note}{reason}</td><td>{signed}</td></tr>"#,
             v = r.version,
             amends = r.amends.map(|a| format!(" (amends {a})")).unwrap_or_default(),
             state = if r.state == ReviewState::Signed { "signed" } else { "draft" },
-            who = esc(&r.reviewer),
+            sup = if superseded { " superseded" } else { "" },
+            fate = fate.map(|f| format!(r#"<br><span class="fate">{}</span>"#, esc(&f))).unwrap_or_default(),
+            who = person(&r.reviewer, r.reviewer_name.as_deref()),
             eyes = esc(&eyes_text(&r.eyes)),
             outcome = outcome_label(r.outcome),
             note = esc(&r.note),

@@ -46,11 +46,13 @@ pub fn page(title: &str, session: Option<&Session>, body: &str) -> String {
         let _ = write!(
             nav,
             r#"<nav><a href="/review" accesskey="w">Worklist</a><a href="/review/agreement">Agreement monitor</a>{audit}
-<span class="who">key {id} ({role})</span>
+<span class="who">{who}</span>
 <form method="post" action="/review/logout" class="inline">{csrf}<button type="submit">Sign out</button></form></nav>"#,
             audit = if s.key.role == Role::Admin { r#"<a href="/review/audit">Audit log</a>"# } else { "" },
-            id = esc(&s.key.id),
-            role = s.key.role.as_str(),
+            who = match &s.key.name {
+                Some(name) => format!(r#"<span title="key {}">{}</span> · {}"#, esc(&s.key.id), esc(name), s.key.role.as_str()),
+                None => format!("key {} ({})", esc(&s.key.id), s.key.role.as_str()),
+            },
             csrf = csrf_field(s),
         );
     }
@@ -86,6 +88,17 @@ pub fn when(rfc3339: &str) -> String {
     match time::OffsetDateTime::parse(rfc3339, &Rfc3339).map(|t| t.to_offset(time::UtcOffset::UTC).format(&shown)) {
         Ok(Ok(text)) => format!(r#"<time datetime="{}">{}</time>"#, esc(rfc3339), esc(&text)),
         _ => esc(rfc3339),
+    }
+}
+
+/// Who acted, for tables: the key's display name with the key id as secondary text, or
+/// the bare key id for keys without a name.
+pub fn person(key_id: &str, name: Option<&str>) -> String {
+    match name {
+        Some(n) => {
+            format!(r#"<span class="person" title="key {id}">{n}</span> <span class="key-id">{id}</span>"#, n = esc(n), id = esc(key_id))
+        }
+        None => esc(key_id),
     }
 }
 

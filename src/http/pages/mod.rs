@@ -11,6 +11,7 @@ pub mod context;
 pub mod html;
 mod image_words;
 mod login;
+mod patient;
 mod viewer;
 mod worklist;
 
@@ -39,6 +40,7 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/review/logout", post(login::logout))
         .route("/review/exams/{id}", get(case::show))
         .route("/review/exams/{id}/review", post(case::submit))
+        .route("/review/compare", get(patient::compare))
         .route("/review/images/{id}/field.png", get(case::field_png))
         .route("/review/images/{id}/heatmap.png", get(case::heatmap_png))
         .route("/review/images/{id}/original", get(case::original))
@@ -175,8 +177,48 @@ impl<T: serde::de::DeserializeOwned + Send> FromRequestParts<AppState> for PageQ
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         match Query::<T>::try_from_uri(&parts.uri) {
             Ok(Query(q)) => Ok(Self(q)),
-            Err(e) => Err(bad_request_page(&parts.headers, state, e.status(), &e.body_text()).await),
+            Err(e) => {
+                let detail = query_error_in_words(&parts.uri, &e.body_text());
+                Err(bad_request_page(&parts.headers, state, e.status(), &detail).await)
+            }
         }
+    }
+}
+
+/// A query-string deserialiser message ("Failed to deserialize query string: last:
+/// invalid digit found in string") in words for the page: which parameter, the value
+/// given and what it must be.
+fn query_error_in_words(uri: &axum::http::Uri, message: &str) -> String {
+    let detail = message.split_once("query string: ").map_or(message, |(_, d)| d);
+    // serde names a repeated parameter without a path: "duplicate field `outcome`".
+    if let Some(name) = detail.strip_prefix("duplicate field `").and_then(|r| r.split('`').next()) {
+        return format!("the parameter \"{name}\" is given more than once; give it once.");
+    }
+    let Some((field, why)) = detail.split_once(": ") else {
+        return "the address's query string is not valid.".into();
+    };
+    let field: String = field.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+    if field.is_empty() {
+        return "the address's query string is not valid.".into();
+    }
+    let value = Query::<Vec<(String, String)>>::try_from_uri(uri)
+        .ok()
+        .and_then(|Query(pairs)| pairs.into_iter().find(|(k, _)| *k == field).map(|(_, v)| v));
+    let rule = if why.contains("invalid digit") || why.contains("empty string") {
+        // A minus sign is an invalid digit only for a count (`last`, `limit`).
+        if value.as_deref().is_some_and(|v| v.starts_with('-')) { "must be a whole number, 0 or more" } else { "must be a whole number" }
+    } else if why.contains("too large") || why.contains("too small") {
+        "is out of range"
+    } else if why.contains("float") {
+        "must be a number"
+    } else if why.contains("`true` or `false`") {
+        "must be true or false"
+    } else {
+        "is not accepted"
+    };
+    match value {
+        Some(v) => format!("the value '{v}' for \"{field}\" {rule}."),
+        None => format!("the parameter \"{field}\" {rule}."),
     }
 }
 
@@ -280,5 +322,24 @@ mod tests {
         assert!(!same_origin(&headers(&[host.clone(), (header::ORIGIN, "null")])));
         assert!(!same_origin(&headers(&[host.clone(), (header::REFERER, "http://127.0.0.1:8080.evil.example/")])));
         assert!(!same_origin(&headers(&[(header::ORIGIN, "http://127.0.0.1:8080")])), "no Host header");
+    }
+
+    #[test]
+    fn query_errors_are_in_words() {
+        #[derive(serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Q {
+            last: Option<u32>,
+            outcome: Option<String>,
+        }
+        let words = |q: &str| {
+            let uri: axum::http::Uri = format!("/review/x?{q}").parse().unwrap();
+            let Err(e) = Query::<Q>::try_from_uri(&uri) else { panic!("{q} parsed") };
+            query_error_in_words(&uri, &e.body_text())
+        };
+        assert_eq!(words("last=-5"), r#"the value '-5' for "last" must be a whole number, 0 or more."#);
+        assert_eq!(words("last=abc"), r#"the value 'abc' for "last" must be a whole number."#);
+        assert_eq!(words("last=99999999999"), r#"the value '99999999999' for "last" is out of range."#);
+        assert_eq!(words("outcome=a&outcome=b"), r#"the parameter "outcome" is given more than once; give it once."#);
     }
 }
