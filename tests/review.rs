@@ -205,7 +205,9 @@ fn review_pages_sessions_csrf_worklist_and_timeouts() {
     let (device, clinician, admin) = (server.key("device"), server.key("clinician"), server.key("admin"));
     let flagged = submit_exam(&server, &device, &[("right", "grade3_R.jpg"), ("left", "grade3_L.jpg")]);
     let flagged_id = flagged["id"].as_str().unwrap().to_string();
-    let rescreen = submit_exam(&server, &device, &[("right", "retina_skimage.jpg")]);
+    // retina_skimage.jpg is a left eye (disc left of centre); sent as the right eye its
+    // laterality check would flag it for review rather than leave it to the QA sample.
+    let rescreen = submit_exam(&server, &device, &[("left", "retina_skimage.jpg")]);
     assert_eq!(rescreen["outcome"], "rescreen", "{rescreen}");
     let rescreen_id = rescreen["id"].as_str().unwrap().to_string();
 
