@@ -133,7 +133,7 @@ fn case_body(
                 "signed (version {}) by {} at {}",
                 s.version,
                 person(&s.reviewer, s.reviewer_name.as_deref()),
-                esc(s.signed_at.as_deref().unwrap_or(""))
+                s.signed_at.as_deref().map_or_else(|| "–".into(), when)
             ),
             None if exam.reviewed => "signed".into(),
             None => "not signed".into(),

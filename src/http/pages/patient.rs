@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
-use super::html::{esc, grade_text, outcome_badge, page, person, urlenc};
+use super::html::{esc, grade_text, outcome_badge, page, person, urlenc, when};
 use super::{PageQuery, ReviewSession, error_page};
 use crate::grading::{ExamResult, Laterality};
 use crate::http::AppState;
@@ -68,11 +68,6 @@ pub fn model_vs_clinician(exam: &StoredExam, signed: &Review) -> String {
     }
     t.push_str("</tbody></table>");
     t
-}
-
-/// The date and time of a stored timestamp as the pages show it ("2026-11-30 01:38").
-fn when(at: &str) -> String {
-    at.get(..16).unwrap_or(at).replace('T', " ")
 }
 
 fn exam_label(exam: &StoredExam) -> &str {
@@ -139,7 +134,7 @@ pub fn prior_exams_section(exam: &StoredExam, prior: &[PatientExam]) -> String {
             b,
             r#"<tr class="prior-exam" data-exam="{id}"><td>{at}</td><td><a href="/review/exams/{id}">{label}</a></td><td>{model}</td><td>{mg}</td><td>{so}</td><td>{sg}</td><td>{compare}</td></tr>"#,
             id = esc(&other.id),
-            at = esc(&when(&other.created_at)),
+            at = when(&other.created_at),
             label = esc(exam_label(other)),
             model = outcome_badge(other.outcome),
             mg = esc(&model_grades),
@@ -250,7 +245,7 @@ pub async fn compare(State(state): State<AppState>, user: ReviewSession, PageQue
 <dl class="meta"><dt class="by-model">Model</dt><dd>{model} ({mo})</dd><dt class="by-clinician">Clinician (signed)</dt><dd>{clinician}</dd></dl>"#,
             id = esc(&e.id),
             label = esc(exam_label(e)),
-            at = esc(&when(&e.created_at)),
+            at = when(&e.created_at),
             model = esc(&model_eye_text(&e.result, eye)),
             mo = outcome_badge(e.outcome),
         );
