@@ -17,13 +17,20 @@ fn review_pages_have_no_serious_accessibility_violations() {
         .metadata(r#"{"external_exam_ref":"ACC-A11Y-0","patient_ref":"P-A11Y"}"#)
         .image("right", "grade1_R.jpg")
         .image("left", "grade0_L.jpg");
-    upload_exam(&server, &device, &older).json();
+    let older = upload_exam(&server, &device, &older).json();
     let form = Exam::new()
         .metadata(r#"{"external_exam_ref":"ACC-A11Y","patient_ref":"P-A11Y"}"#)
         .image("right", "grade3_R.jpg")
         .image("left", "ungradable_blur_L.jpg");
     let exam = upload_exam(&server, &device, &form).json();
     let exam_id = exam["id"].as_str().unwrap();
+    // Pages reached from the case: the comparison with the patient's earlier exam and the
+    // single-image viewer window.
+    let extra_paths = format!(
+        "/review/compare?a={}&b={exam_id}&eye=right /review/images/{}/view",
+        older["id"].as_str().unwrap(),
+        exam["image_ids"][0].as_str().unwrap()
+    );
 
     let shots = root().join("target/test-artifacts/review-a11y");
     let _ = std::fs::remove_dir_all(&shots);
@@ -34,6 +41,7 @@ fn review_pages_have_no_serious_accessibility_violations() {
         .env("DRS_ADMIN_KEY", &admin)
         .env("DRS_EXAM_ID", exam_id)
         .env("DRS_SHOTS", &shots)
+        .env("DRS_EXTRA_PATHS", &extra_paths)
         .output()
         .expect("node runs (Node.js is needed for the browser test)");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -45,7 +53,7 @@ fn review_pages_have_no_serious_accessibility_violations() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("a11y e2e: ok"), "{stdout}");
-    for name in ["sign-in", "worklist", "case", "agreement", "audit"] {
+    for name in ["sign-in", "worklist", "case", "agreement", "audit", "extra-0", "extra-1"] {
         let png = std::fs::read(shots.join(format!("a11y-{name}.png"))).unwrap_or_else(|e| panic!("a11y-{name}.png: {e}"));
         assert!(png.starts_with(b"\x89PNG") && png.len() > 5_000, "a11y-{name}.png is a real screenshot");
     }
