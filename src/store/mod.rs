@@ -10,7 +10,7 @@ mod migrations;
 mod reviews;
 mod sessions;
 
-pub use reviews::ReviewSaveError;
+pub use reviews::{ReviewSaveError, SaveKind};
 pub use sessions::Session;
 
 pub use dicom::{DueOutbox, DueStudy, ExamSource, NewInstance, Recorded, StudyFrame, link_exam};

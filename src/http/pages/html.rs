@@ -58,7 +58,8 @@ pub fn page(title: &str, session: Option<&Session>, body: &str) -> String {
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title} · drscreen review</title>
-<link rel="stylesheet" href="/review/static/review.css"><script src="/review/static/review.js" defer></script></head>
+<link rel="stylesheet" href="/review/static/review.css"><script src="/review/static/review.js" defer></script>
+<script src="/review/static/form.js" defer></script></head>
 <body><header><span class="brand">drscreen</span> review{nav}</header>
 <main>{body}</main>
 <footer>drscreen {version}. Model results are decision support; the signed clinician review is the clinical record.</footer>
@@ -78,13 +79,15 @@ pub fn num3(v: Option<f64>) -> String {
     v.filter(|x| x.is_finite()).map_or_else(|| "–".into(), |x| format!("{x:.3}"))
 }
 
-/// Human label of an outcome.
-pub fn outcome_label(outcome: ExamOutcome) -> &'static str {
-    match outcome {
-        ExamOutcome::UrgentReferral => "Urgent referral",
-        ExamOutcome::Referral => "Referral",
-        ExamOutcome::Ungradable => "Ungradable",
-        ExamOutcome::Rescreen => "Rescreen",
+/// Human label of an outcome; "not chosen yet" for a partial draft's missing one
+/// (`impl Into<Option<_>>` so callers pass an outcome or a draft's optional one alike).
+pub fn outcome_label(outcome: impl Into<Option<ExamOutcome>>) -> &'static str {
+    match outcome.into() {
+        Some(ExamOutcome::UrgentReferral) => "Urgent referral",
+        Some(ExamOutcome::Referral) => "Referral",
+        Some(ExamOutcome::Ungradable) => "Ungradable",
+        Some(ExamOutcome::Rescreen) => "Rescreen",
+        None => "not chosen yet",
     }
 }
 

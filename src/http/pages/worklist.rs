@@ -27,6 +27,11 @@ pub struct WorklistQuery {
     from: Option<String>,
     /// YYYY-MM-DD, inclusive.
     to: Option<String>,
+    /// The exam whose row gets the keyboard focus (static/form.js), e.g. the one just signed.
+    #[allow(dead_code)]
+    focus: Option<String>,
+    /// Set by "Sign off and open next case" when no unsigned case is left.
+    done: Option<bool>,
 }
 
 fn valid_date(text: &str) -> bool {
@@ -74,7 +79,11 @@ async fn render(state: &AppState, user: &ReviewSession, q: WorklistQuery) -> Res
     };
     let exams: Vec<_> = exams.into_iter().filter(|e| e.outcome != ExamOutcome::Rescreen || in_qa_sample(&e.id, share)).collect();
     let count = |o: ExamOutcome| exams.iter().filter(|e| e.outcome == o).count();
-    let mut body = String::from("<h1>Worklist</h1><ul class=\"counts\">");
+    let mut body = String::from("<h1>Worklist</h1>");
+    if q.done == Some(true) {
+        body.push_str(r#"<p class="banner ok" id="banner">Signed off. No unsigned case is left on the worklist.</p>"#);
+    }
+    body.push_str("<ul class=\"counts\">");
     for o in OUTCOMES {
         let label = if o == ExamOutcome::Rescreen { "Rescreen (QA sample)" } else { outcome_label(o) };
         let _ = write!(
