@@ -233,7 +233,11 @@ pub fn validate(input: &ReviewInput, exam_eyes: &[Laterality]) -> Result<Option<
             refuse(
                 field.into(),
                 "note_too_long",
-                format!("{what} is {chars} characters; the limit is {MAX_NOTE_CHARS}. Shorten it by {} characters.", chars - MAX_NOTE_CHARS),
+                format!(
+                    "{what} is {chars} characters; the limit is {MAX_NOTE_CHARS}. Shorten it by {over} character{s}.",
+                    over = chars - MAX_NOTE_CHARS,
+                    s = if chars - MAX_NOTE_CHARS == 1 { "" } else { "s" }
+                ),
             );
         }
     }
