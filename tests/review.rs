@@ -470,8 +470,12 @@ fn partial_drafts_autosave_and_every_field_error_at_once() {
         body["fields"].as_array().unwrap().iter().map(|f| (f["field"].as_str().unwrap(), f["code"].as_str().unwrap())).collect();
     assert_eq!(fields, [("right_dme", "dme_required"), ("left_grade", "incomplete_review"), ("outcome", "outcome_required")], "{body}");
     assert!(body["fields"].as_array().unwrap().iter().all(|f| !f["message"].as_str().unwrap().contains('_')), "in words: {body}");
-    let (s, signed) =
-        post_review(&server, &clinician, &id, json!({"eyes": both_eyes(3, 2), "outcome": "urgent_referral", "sign": true, "base_version": 1}));
+    let (s, signed) = post_review(
+        &server,
+        &clinician,
+        &id,
+        json!({"eyes": both_eyes(3, 2), "outcome": "urgent_referral", "sign": true, "base_version": 1}),
+    );
     assert_eq!((s, signed["state"].as_str(), signed["version"].as_u64()), (StatusCode::CREATED, Some("signed"), Some(1)), "{signed}");
 
     // The form's autosave: partial fields, JSON answer, the draft updated in place, and
@@ -595,7 +599,8 @@ fn sessions_survive_a_restart_and_an_expired_submission_keeps_the_entries() {
     // Sign in from that page: the case comes back with the form filled, not submitted.
     let token = hidden(&page, "csrf");
     let mut carried: Vec<(String, String)> = vec![("csrf".into(), token), ("key".into(), clinician.clone())];
-    for name in ["carry_exam", "carry.right_grade", "carry.right_dme", "carry.left_grade", "carry.left_dme", "carry.outcome", "carry.note"] {
+    for name in ["carry_exam", "carry.right_grade", "carry.right_dme", "carry.left_grade", "carry.left_dme", "carry.outcome", "carry.note"]
+    {
         let value = hidden(&page, name).replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&amp;", "&");
         carried.push((name.into(), value));
     }

@@ -108,12 +108,19 @@ fn review_form_keeps_typed_work_grades_by_keyboard_and_shows_errors_by_field() {
     };
     let one = reviews(&server, &clinician, &first);
     let signed = &one["reviews"][0];
-    assert_eq!((signed["state"].as_str(), signed["version"].as_u64()), (Some("signed"), Some(1)), "the autosaved draft was signed in place: {one}");
+    assert_eq!(
+        (signed["state"].as_str(), signed["version"].as_u64()),
+        (Some("signed"), Some(1)),
+        "the autosaved draft was signed in place: {one}"
+    );
     assert_eq!((signed["eyes"]["right"]["grade"].as_u64(), signed["eyes"]["left"]["grade"].as_u64()), (Some(3), Some(2)), "{one}");
     assert!(signed["note"].as_str().unwrap().starts_with("partial note") && signed["outcome"] == "urgent_referral", "{one}");
     let two = reviews(&server, &clinician, &second);
-    assert_eq!((two["reviews"][0]["state"].as_str(), two["reviews"][0]["eyes"]["left"]["grade"].clone()), (Some("signed"), serde_json::Value::Null), "{two}");
+    assert_eq!(
+        (two["reviews"][0]["state"].as_str(), two["reviews"][0]["eyes"]["left"]["grade"].clone()),
+        (Some("signed"), serde_json::Value::Null),
+        "{two}"
+    );
     let three = reviews(&expiring, &expiring_clinician, &expiring_exam);
     assert_eq!(three["reviews"][0]["note"].as_str(), Some("Typed before the session expired <b>kept</b>"), "{three}");
 }
-

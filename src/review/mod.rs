@@ -188,7 +188,11 @@ pub fn validate(input: &ReviewInput, exam_eyes: &[Laterality]) -> Result<Option<
             refuse(field("grade"), "invalid_grade", format!("The {eye} eye's ICDR grade must be 0 to 4."));
         }
         if reading.grade.is_none() && reading.dme.is_some() {
-            refuse(field("dme"), "invalid_grade", format!("The {eye} eye is marked ungradable, so it cannot have a macular oedema verdict."));
+            refuse(
+                field("dme"),
+                "invalid_grade",
+                format!("The {eye} eye is marked ungradable, so it cannot have a macular oedema verdict."),
+            );
         }
         if input.sign && reading.grade.is_some() && reading.dme.is_none() {
             refuse(field("dme"), "dme_required", format!("Say whether the {eye} eye has macular oedema before signing off."));
@@ -197,22 +201,18 @@ pub fn validate(input: &ReviewInput, exam_eyes: &[Laterality]) -> Result<Option<
     if input.sign {
         for missing in exam_eyes.iter().filter(|lat| !input.eyes.contains_key(lat.as_str())) {
             let eye = missing.as_str();
-            refuse(
-                format!("{eye}_grade"),
-                "incomplete_review",
-                format!("Grade the {eye} eye (or mark it ungradable) before signing off."),
-            );
+            refuse(format!("{eye}_grade"), "incomplete_review", format!("Grade the {eye} eye (or mark it ungradable) before signing off."));
         }
     }
     // The outcome arrives as text so that an unknown value gets this module's error code,
     // not a deserialiser message; empty means "not chosen yet" (drafts only).
-    let outcome = if input.outcome.trim().is_empty() {
+    let outcome = if input.outcome.is_empty() {
         if input.sign {
             refuse("outcome".into(), "outcome_required", "Choose the final outcome before signing off.".into());
         }
         None
     } else {
-        let parsed = ExamOutcome::parse(input.outcome.trim());
+        let parsed = ExamOutcome::parse(&input.outcome);
         if parsed.is_none() {
             refuse(
                 "outcome".into(),

@@ -44,7 +44,9 @@ pub async fn show(
         ("ok", format!("Review version {v} {what}."))
     });
     let banner = banner.or_else(|| {
-        flash.previous.map(|v| ("ok", format!("The previous case was signed off (review version {v}). This is the next case on the worklist.")))
+        flash
+            .previous
+            .map(|v| ("ok", format!("The previous case was signed off (review version {v}). This is the next case on the worklist.")))
     });
     render(&state, &user, id, banner, StatusCode::OK, None, Vec::new(), true).await
 }
@@ -295,10 +297,8 @@ fn review_form(
     // session), else the latest version: the open (possibly autosaved, partial) draft, or
     // for an amendment the signed reading, so only what changes is edited.
     let prefill_eyes = values.map(|v| v.eyes.clone()).or_else(|| latest.map(|r| r.eyes.clone())).unwrap_or_default();
-    let prefill_outcome = values
-        .map(|v| v.outcome.clone())
-        .or_else(|| latest.and_then(|r| r.outcome).map(|o| o.as_str().to_string()))
-        .unwrap_or_default();
+    let prefill_outcome =
+        values.map(|v| v.outcome.clone()).or_else(|| latest.and_then(|r| r.outcome).map(|o| o.as_str().to_string())).unwrap_or_default();
     let prefill_note = values
         .map(|v| v.note.clone())
         .or_else(|| latest.filter(|r| r.state == ReviewState::Draft).map(|r| r.note.clone()))

@@ -69,7 +69,11 @@ async fn script_session(headers: &HeaderMap, state: &AppState) -> Result<ReviewS
     use subtle::ConstantTimeEq;
     let presented = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
     if !bool::from(presented.as_bytes().ct_eq(user.session.csrf.as_bytes())) {
-        return Err(json_error(StatusCode::FORBIDDEN, "csrf_rejected", "The page's security token did not match this session; reload the page."));
+        return Err(json_error(
+            StatusCode::FORBIDDEN,
+            "csrf_rejected",
+            "The page's security token did not match this session; reload the page.",
+        ));
     }
     Ok(user)
 }
@@ -152,7 +156,9 @@ pub fn expired_submit(state: &AppState, exam_id: &str, form: &[(String, String)]
     super::login::login_page_carrying(
         state,
         StatusCode::UNAUTHORIZED,
-        Some("Your session has expired, so the review was not submitted. Sign in again: your entries for this case are kept and shown again in the form."),
+        Some(
+            "Your session has expired, so the review was not submitted. Sign in again: your entries for this case are kept and shown again in the form.",
+        ),
         &carried_inputs(exam_id, form),
     )
 }
@@ -178,10 +184,7 @@ pub fn carried_again(form: &HashMap<String, String>) -> String {
 pub async fn restored_case(state: &AppState, session: Session, exam_id: String, fields: &[(String, String)]) -> Response {
     let user = ReviewSession { session, idle_secs: state.review.session_idle_secs };
     let (values, banner) = match super::case::form_to_input(fields) {
-        Ok(values) => (
-            Some(values),
-            ("ok", "Your session had expired; your entries were kept. Check them and submit again.".to_string()),
-        ),
+        Ok(values) => (Some(values), ("ok", "Your session had expired; your entries were kept. Check them and submit again.".to_string())),
         Err(message) => (None, ("error", format!("Your session had expired; your entries could not be read back ({message})."))),
     };
     super::case::render(state, &user, exam_id, Some(banner), StatusCode::OK, values, Vec::new(), true).await
