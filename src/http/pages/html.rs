@@ -1,7 +1,7 @@
 //! HTML building blocks for the review pages: escaping (every interpolated value goes
 //! through [`esc`]), the page frame with navigation, and small formatting helpers. Pages
-//! are plain server-rendered HTML with one stylesheet and one small script, both served
-//! by drscreen itself, so the UI works offline and needs no build step.
+//! are plain server-rendered HTML with one stylesheet and two small scripts (review.js,
+//! form.js), all served by drscreen itself, so the UI works offline and needs no build step.
 
 use std::fmt::Write;
 
