@@ -106,6 +106,14 @@ fn check_review(input: &ReviewInput, eyes: &[Laterality]) {
             assert!(eyes.iter().any(|l| l.as_str() == eye), "accepted a grade for an eye the exam does not have");
             assert!(reading.grade.is_none_or(|g| g <= 4), "accepted an ICDR grade above 4");
         }
+        if input.sign {
+            // Partial drafts are allowed; a sign-off never is.
+            assert!(drscreen::grading::ExamOutcome::parse(&input.outcome).is_some(), "signed without an outcome");
+            assert!(
+                eyes.iter().all(|l| input.eyes.get(l.as_str()).is_some_and(|r| r.grade.is_none() || r.dme.is_some())),
+                "signed with an eye not fully read"
+            );
+        }
         if input.sign
             && let Some(outcome) = drscreen::grading::ExamOutcome::parse(&input.outcome)
             && outcome.less_urgent_than(drscreen::review::outcome_by_rule(&input.eyes))

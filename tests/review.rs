@@ -427,7 +427,7 @@ fn review_form_shows_the_implied_outcome_and_asks_for_a_reason() {
     // Refused, in words; the form keeps what was typed and shows the implied outcome.
     let (s, page, _) = b.post(&path, &form);
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{page}");
-    assert!(page.contains("your grades imply urgent referral") && page.contains("needs a stated reason"), "{page}");
+    assert!(page.contains("Your grades imply urgent referral") && page.contains("needs a stated reason"), "{page}");
     assert!(page.contains(r#"<b id="implied-outcome">Urgent referral</b>"#), "{page}");
     assert!(page.contains(r#"<option value="rescreen" selected>"#) && page.contains(">typed note</textarea>"), "{page}");
     // A reason typed into a form refused for another reason is kept too.
@@ -450,4 +450,175 @@ fn review_form_shows_the_implied_outcome_and_asks_for_a_reason() {
         "{after}"
     );
     assert!(after.contains(r#"<b id="implied-outcome">Urgent referral</b>"#), "the amendment form starts from the signed reading");
+}
+
+/// Issue 16: a draft may be partial (over the JSON API and the form's autosave), signing
+/// needs everything, and a refusal lists every wrong field at once, in words.
+#[test]
+fn partial_drafts_autosave_and_every_field_error_at_once() {
+    let server = Server::start(&[]);
+    let (device, clinician, admin) = (server.key("device"), server.key("clinician"), server.key("admin"));
+    let exam = submit_exam(&server, &device, &[("right", "grade3_R.jpg"), ("left", "grade2_L.png")]);
+    let id = exam["id"].as_str().unwrap().to_string();
+
+    // JSON API: one grade without its oedema verdict and no outcome is a valid draft.
+    let (s, draft) = post_review(&server, &clinician, &id, json!({"eyes": {"right": {"grade": 3}}, "note": "started"}));
+    assert_eq!((s, draft["state"].as_str(), draft["version"].as_u64()), (StatusCode::CREATED, Some("draft"), Some(1)), "{draft}");
+    assert_eq!((draft["outcome"].clone(), draft["eyes"]["right"]["dme"].clone()), (Value::Null, Value::Null), "{draft}");
+    // Signing it: every missing piece at once, each with its field, code and words.
+    let (s, body) = post_review(&server, &clinician, &id, json!({"eyes": {"right": {"grade": 3}}, "sign": true, "base_version": 1}));
+    assert_eq!((s, body["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("dme_required")), "{body}");
+    let fields: Vec<(&str, &str)> =
+        body["fields"].as_array().unwrap().iter().map(|f| (f["field"].as_str().unwrap(), f["code"].as_str().unwrap())).collect();
+    assert_eq!(fields, [("right_dme", "dme_required"), ("left_grade", "incomplete_review"), ("outcome", "outcome_required")], "{body}");
+    assert!(body["fields"].as_array().unwrap().iter().all(|f| !f["message"].as_str().unwrap().contains('_')), "in words: {body}");
+    let (s, signed) = post_review(
+        &server,
+        &clinician,
+        &id,
+        json!({"eyes": both_eyes(3, 2), "outcome": "urgent_referral", "sign": true, "base_version": 1}),
+    );
+    assert_eq!((s, signed["state"].as_str(), signed["version"].as_u64()), (StatusCode::CREATED, Some("signed"), Some(1)), "{signed}");
+
+    // The form's autosave: partial fields, JSON answer, the draft updated in place, and
+    // audited once however often it saves within a minute.
+    let other = submit_exam(&server, &device, &[("right", "grade3_R.jpg"), ("left", "grade2_L.png")]);
+    let other_id = other["id"].as_str().unwrap().to_string();
+    let mut b = Browser::new(&server.url);
+    assert_eq!(sign_in(&mut b, &clinician).0, StatusCode::SEE_OTHER);
+    let (_, case, _) = b.get(&format!("/review/exams/{other_id}"));
+    assert!(case.contains(&format!(r#"data-autosave="/review/exams/{other_id}/draft""#)), "{case}");
+    assert!(!case.contains("maxlength"), "no silent cut of pasted text");
+    assert!(case.contains(r#"0 / 4000 characters"#), "the limit shows before it bites");
+    let csrf = hidden(&case, "csrf");
+    let autosave = |b: &Browser, token: &str, form: &[(&str, &str)]| {
+        let r = b
+            .client
+            .post(format!("{}/review/exams/{other_id}/draft", server.url))
+            .header("cookie", b.cookie_header())
+            .header("x-csrf-token", token)
+            .form(form)
+            .send()
+            .unwrap();
+        (r.status(), r.json::<Value>().unwrap_or(Value::Null))
+    };
+    let (s, body) = autosave(&b, "forged", &[("right_grade", "2")]);
+    assert_eq!((s, body["code"].as_str()), (StatusCode::FORBIDDEN, Some("csrf_rejected")));
+    let (s, saved) = autosave(&b, &csrf, &[("base_version", "0"), ("right_grade", "2"), ("action", "sign")]);
+    assert_eq!((s, saved["version"].as_u64()), (StatusCode::OK, Some(1)), "{saved}");
+    assert!(saved["saved_at"].as_str().is_some_and(|t| t.ends_with('Z')), "{saved}");
+    let (s, saved) = autosave(&b, &csrf, &[("base_version", "1"), ("right_grade", "2"), ("right_dme", "no"), ("note", "half way")]);
+    assert_eq!((s, saved["version"].as_u64()), (StatusCode::OK, Some(1)), "updated in place: {saved}");
+    let long = "x".repeat(4001);
+    let (s, body) = autosave(&b, &csrf, &[("base_version", "1"), ("note", &long)]);
+    assert_eq!((s, body["fields"][0]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("note")), "{body}");
+    let versions: Value =
+        http().get(format!("{}/v1/exams/{other_id}/reviews", server.url)).bearer_auth(&admin).send().unwrap().json().unwrap();
+    let versions = versions["reviews"].as_array().unwrap();
+    assert_eq!(versions.len(), 1, "{versions:?}");
+    assert_eq!((versions[0]["state"].as_str(), versions[0]["note"].as_str()), (Some("draft"), Some("half way")), "an autosave never signs");
+    let audit: Value =
+        http().get(format!("{}/v1/audit?object={other_id}&action=review", server.url)).bearer_auth(&admin).send().unwrap().json().unwrap();
+    let actions: Vec<&str> = audit["events"].as_array().unwrap().iter().filter_map(|e| e["action"].as_str()).collect();
+    assert_eq!(actions, ["review.draft.autosave"], "one autosave event a minute: {audit}");
+    // The reopened case shows the autosaved draft.
+    let (_, case, _) = b.get(&format!("/review/exams/{other_id}"));
+    assert!(case.contains(">half way</textarea>") && case.contains(r#"<option value="2" selected>"#), "{case}");
+
+    // The page form: signing with nothing filled lists every field next to itself.
+    let (s, page, _) = b.post(&format!("/review/exams/{other_id}/review"), &[("csrf", &csrf), ("base_version", "1"), ("action", "sign")]);
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    for field in ["right_grade", "left_grade", "outcome"] {
+        assert!(page.contains(&format!(r#"id="{field}" aria-invalid="true" aria-describedby="err-{field}""#)), "{field}: {page}");
+        assert!(page.contains(&format!(r#"<span class="field-error" id="err-{field}">"#)), "{field}");
+    }
+    assert!(page.contains(r#"id="error-summary""#) && page.contains("these 3 fields"), "{page}");
+    assert!(!page.contains("(incomplete_review)") && !page.contains("(outcome_required)"), "no internal codes on the page");
+}
+
+/// Issue 16: sessions live in the database, so a restart keeps clinicians signed in; an
+/// expired session's submission keeps the entries through sign-in and back to the form.
+#[test]
+fn sessions_survive_a_restart_and_an_expired_submission_keeps_the_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let (device, clinician) = (server.key("device"), server.key("clinician"));
+    let exam = submit_exam(&server, &device, &[("right", "grade3_R.jpg"), ("left", "grade2_L.png")]);
+    let id = exam["id"].as_str().unwrap().to_string();
+    let mut b = Browser::new(&server.url);
+    assert_eq!(sign_in(&mut b, &clinician).0, StatusCode::SEE_OTHER);
+    let (_, case, _) = b.get(&format!("/review/exams/{id}"));
+    let old_csrf = hidden(&case, "csrf");
+    assert!(case.contains(r#"data-session-idle="900""#), "the page knows the idle timeout");
+
+    // Restart on the same data directory: the cookie still opens the worklist.
+    assert!(server.stop().success());
+    let server = Server::start_in(dir.path(), &[]);
+    b.base = server.url.clone();
+    let (s, _, _) = b.get("/review");
+    assert_eq!(s, StatusCode::OK, "the session survived the restart");
+    // "Stay signed in": CSRF-checked, then it touches the session.
+    let extend = |b: &Browser, token: &str| {
+        b.client
+            .post(format!("{}/review/session/extend", b.base))
+            .header("cookie", b.cookie_header())
+            .header("x-csrf-token", token)
+            .send()
+            .unwrap()
+            .status()
+    };
+    assert_eq!(extend(&b, "forged"), StatusCode::FORBIDDEN);
+    assert_eq!(extend(&b, &old_csrf), StatusCode::OK);
+
+    // Idle past the timeout (a restart with a 3 s one), then submit: the sign-in page
+    // carries the entries, escaped, never the old CSRF token.
+    assert!(server.stop().success());
+    let server = Server::start_in(dir.path(), &["--session-idle-secs", "3"]);
+    b.base = server.url.clone();
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    assert_eq!(extend(&b, &old_csrf), StatusCode::UNAUTHORIZED);
+    let note = r#"IRMA <b>"superotemporal"</b> & more"#;
+    let form = [
+        ("csrf", old_csrf.as_str()),
+        ("base_version", "0"),
+        ("right_grade", "3"),
+        ("right_dme", "no"),
+        ("left_grade", "2"),
+        ("left_dme", "no"),
+        ("outcome", "urgent_referral"),
+        ("note", note),
+        ("action", "sign"),
+    ];
+    let (s, page, _) = b.post(&format!("/review/exams/{id}/review"), &form);
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{page}");
+    assert!(page.contains("Your session has expired") && page.contains(r#"action="/review/login""#), "{page}");
+    assert!(page.contains(r#"name="carry.note" value="IRMA &lt;b&gt;&quot;superotemporal&quot;&lt;/b&gt; &amp; more""#), "{page}");
+    assert!(!page.contains(&old_csrf) && !page.contains("carry.action"), "{page}");
+    assert!(!page.contains("ACC-R1") && !page.contains("PID-R1"), "nothing about the exam beyond the entries");
+    let (s, none, _) = b.get(&format!("/review/exams/{id}"));
+    assert_eq!(s, StatusCode::SEE_OTHER, "{none}");
+
+    // Sign in from that page: the case comes back with the form filled, not submitted.
+    let token = hidden(&page, "csrf");
+    let mut carried: Vec<(String, String)> = vec![("csrf".into(), token), ("key".into(), clinician.clone())];
+    for name in ["carry_exam", "carry.right_grade", "carry.right_dme", "carry.left_grade", "carry.left_dme", "carry.outcome", "carry.note"]
+    {
+        let value = hidden(&page, name).replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&amp;", "&");
+        carried.push((name.into(), value));
+    }
+    let carried_refs: Vec<(&str, &str)> = carried.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (s, restored, _) = b.post("/review/login", &carried_refs);
+    assert_eq!(s, StatusCode::OK, "{restored}");
+    assert!(restored.contains("Your session had expired; your entries were kept. Check them and submit again."), "{restored}");
+    assert!(restored.contains(r#"<option value="urgent_referral" selected>"#), "{restored}");
+    assert!(restored.contains(">IRMA &lt;b&gt;&quot;superotemporal&quot;&lt;/b&gt; &amp; more</textarea>"), "{restored}");
+    let none: Value = http().get(format!("{}/v1/exams/{id}/reviews", server.url)).bearer_auth(&clinician).send().unwrap().json().unwrap();
+    assert_eq!(none["reviews"].as_array().unwrap().len(), 0, "not submitted on the clinician's behalf");
+    let new_csrf = hidden(&restored, "csrf");
+    assert_ne!(new_csrf, old_csrf);
+    let resubmit: Vec<(&str, &str)> = form.iter().map(|&(k, v)| if k == "csrf" { (k, new_csrf.as_str()) } else { (k, v) }).collect();
+    let (s, _, h) = b.post(&format!("/review/exams/{id}/review"), &resubmit);
+    assert_eq!((s, location(&h).contains("signed=true")), (StatusCode::SEE_OTHER, true));
+    let signed: Value = http().get(format!("{}/v1/exams/{id}/reviews", server.url)).bearer_auth(&clinician).send().unwrap().json().unwrap();
+    assert_eq!(signed["reviews"][0]["note"].as_str(), Some(note), "{signed}");
 }

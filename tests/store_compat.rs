@@ -44,7 +44,7 @@ fn a_database_from_the_previous_release_reads_back_typed_and_unchanged() {
     assert_eq!(http.result.eyes.iter().map(|e| e.laterality).collect::<Vec<_>>(), [Laterality::Right, Laterality::Left]);
     let reviews = store.reviews(&http.id).unwrap();
     assert_eq!(reviews.len(), 1);
-    assert_eq!((reviews[0].state, reviews[0].outcome), (ReviewState::Signed, ExamOutcome::UrgentReferral));
+    assert_eq!((reviews[0].state, reviews[0].outcome), (ReviewState::Signed, Some(ExamOutcome::UrgentReferral)));
     assert_eq!(reviews[0].outcome_by_rule, ExamOutcome::UrgentReferral);
     assert_eq!(reviews[0].outcome_reason, None, "a review from before the outcome_reason column reads it as absent");
     let (n, pairs) = store.agreement_pairs(10).unwrap();

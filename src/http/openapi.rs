@@ -123,17 +123,22 @@ fn components(limits: &DocLimits) -> Value {
                     "images": {"type": "array", "items": schema("Finding")},
                     "model": model,
                     "laterality_warnings": {"type": "integer", "minimum": 0, "description": "how many images' laterality_check contradicts their stated eye; absent in results stored before the check existed"}}}}});
-    // A graded eye says whether macular oedema is present; an ungradable one says neither.
+    // A graded eye says whether macular oedema is present (a draft may leave it null until
+    // signing); an ungradable one says neither.
     let eye_review = json!({"oneOf": [
-        {"type": "object", "required": ["grade", "dme"], "additionalProperties": false,
-            "properties": {"grade": {"type": "integer", "minimum": 0, "maximum": 4}, "dme": {"type": "boolean"}}},
+        {"type": "object", "required": ["grade"], "additionalProperties": false,
+            "properties": {"grade": {"type": "integer", "minimum": 0, "maximum": 4},
+                "dme": {"type": ["boolean", "null"], "description": "null only in a draft; signing needs it"}}},
         {"type": "object", "additionalProperties": false, "description": "ungradable",
             "properties": {"grade": {"type": "null"}, "dme": {"type": "null"}}}]});
     let eyes = json!({"type": "object", "description": "keyed by the exam's eyes (right, left or unspecified); signing needs every eye of the exam",
         "propertyNames": {"enum": ["right", "left", "unspecified"]}, "additionalProperties": eye_review});
     let note_chars = crate::review::MAX_NOTE_CHARS;
-    let review_input = json!({"type": "object", "required": ["eyes", "outcome"], "additionalProperties": false,
-        "properties": {"eyes": eyes, "outcome": outcome, "note": {"type": "string", "maxLength": note_chars},
+    // A draft may be partial (no outcome yet: "" or absent); signing needs one.
+    let input_outcome = json!({"type": "string", "enum": ["urgent_referral", "referral", "rescreen", "ungradable", ""],
+        "description": "empty or absent only in a draft; signing needs an outcome (422 outcome_required)"});
+    let review_input = json!({"type": "object", "required": ["eyes"], "additionalProperties": false,
+        "properties": {"eyes": eyes, "outcome": input_outcome, "note": {"type": "string", "maxLength": note_chars},
             "sign": {"type": "boolean"}, "amendment_reason": {"type": ["string", "null"], "maxLength": note_chars},
             "outcome_reason": {"type": ["string", "null"], "maxLength": note_chars,
                 "description": "why the outcome is less urgent than the one the eyes' grades imply (outcome_by_rule); required to sign such an outcome (422 outcome_reason_required without it); blank counts as missing"},
@@ -145,7 +150,10 @@ fn components(limits: &DocLimits) -> Value {
             "reviewer_name": {"type": ["string", "null"], "description": "the reviewer key's display name (keys create --name); null when the key has none"},
             "created_at": {"type": "string"}, "updated_at": {"type": "string"}, "signed_at": {"type": ["string", "null"]},
             "amends": {"type": ["integer", "null"]}, "amendment_reason": {"type": ["string", "null"]},
-            "eyes": {"type": "object"}, "outcome": outcome, "outcome_by_rule": outcome, "note": {"type": "string"},
+            "eyes": {"type": "object"},
+            "outcome": {"type": ["string", "null"], "enum": ["urgent_referral", "referral", "rescreen", "ungradable", null],
+                "description": "null only in a draft saved before an outcome was chosen"},
+            "outcome_by_rule": outcome, "note": {"type": "string"},
             "outcome_reason": {"type": ["string", "null"], "description": "why the outcome is less urgent than outcome_by_rule"}}});
     let exam_metadata = json!({"type": "object", "additionalProperties": false, "properties": {
         "external_exam_ref": reference, "patient_ref": reference,
@@ -157,7 +165,11 @@ fn components(limits: &DocLimits) -> Value {
         "schemas": {
             "Error": {"type": "object", "required": ["error", "code"],
                 "properties": {"error": {"type": "string", "description": "what went wrong, in words"},
-                               "code": {"type": "string", "pattern": "^[a-z][a-z0-9_]*$", "description": "a stable machine-readable code"}}},
+                               "code": {"type": "string", "pattern": "^[a-z][a-z0-9_]*$", "description": "a stable machine-readable code"},
+                               "fields": {"type": "array", "description": "review submissions: every refused field at once (the first one's code and words are error and code)",
+                                   "items": {"type": "object", "required": ["field", "code", "message"],
+                                       "properties": {"field": {"type": "string", "description": "the review form's field name: right_grade, left_dme, outcome, note, ..."},
+                                           "code": {"type": "string", "pattern": "^[a-z][a-z0-9_]*$"}, "message": {"type": "string"}}}}}},
             "Finding": finding, "Exam": exam, "ExamMetadata": exam_metadata, "ReviewInput": review_input, "Review": review,
             "InferRequest": infer["request"], "InferResponse": infer["response"],
         }

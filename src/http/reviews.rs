@@ -13,25 +13,54 @@ use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, Path, Query, from_rejection};
 use crate::report::agreement::{self, AgreementReport};
-use crate::review::{Review, ReviewError, ReviewInput};
-use crate::store::{AuditQuery, ReviewSaveError, Role};
+use crate::review::{FieldError, Review, ReviewError, ReviewInput};
+use crate::store::{AuditQuery, ReviewSaveError, Role, SaveKind};
+
+/// A refused save: the JSON error, plus every refused field when the input was invalid
+/// (answered as `{error, code, fields: [{field, code, message}]}`).
+#[derive(Debug)]
+pub struct SaveRefused {
+    pub error: ApiError,
+    pub fields: Vec<FieldError>,
+}
+
+impl IntoResponse for SaveRefused {
+    fn into_response(self) -> Response {
+        if self.fields.is_empty() {
+            return self.error.into_response();
+        }
+        let body = serde_json::json!({ "error": self.error.message, "code": self.error.code, "fields": self.fields });
+        (self.error.status, Json(body)).into_response()
+    }
+}
 
 /// Saves a review under the review rules; maps refusals to their status codes.
 pub async fn save_review(state: &AppState, exam_id: String, reviewer: String, input: ReviewInput) -> Result<Review, ApiError> {
+    save_review_as(state, exam_id, reviewer, input, SaveKind::Manual).await.map_err(|r| r.error)
+}
+
+/// [`save_review`] keeping every refused field, for a manual save or an autosave.
+pub async fn save_review_as(
+    state: &AppState,
+    exam_id: String,
+    reviewer: String,
+    input: ReviewInput,
+    kind: SaveKind,
+) -> Result<Review, SaveRefused> {
     let store = state.service.store.clone();
-    let saved = tokio::task::spawn_blocking(move || store.submit_review(&exam_id, &reviewer, &input))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let saved = tokio::task::spawn_blocking(move || store.submit_review_as(&exam_id, &reviewer, &input, kind)).await.map_err(|e| {
+        SaveRefused { error: ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()), fields: Vec::new() }
+    })?;
     saved.map_err(|e| match e {
-        ReviewSaveError::ExamNotFound => ApiError::not_found("exam"),
+        ReviewSaveError::ExamNotFound => SaveRefused { error: ApiError::not_found("exam"), fields: Vec::new() },
         ReviewSaveError::Rule(rule) => {
             let status = match rule {
                 ReviewError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
                 ReviewError::AmendmentReasonRequired { .. } | ReviewError::Conflict { .. } => StatusCode::CONFLICT,
             };
-            ApiError::new(status, rule.code(), rule.to_string())
+            SaveRefused { error: ApiError::new(status, rule.code(), rule.to_string()), fields: rule.fields().to_vec() }
         }
-        ReviewSaveError::Store(s) => ApiError::from(s),
+        ReviewSaveError::Store(s) => SaveRefused { error: ApiError::from(s), fields: Vec::new() },
     })
 }
 
@@ -51,7 +80,10 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Clinician])?;
     let Json(input) = body.map_err(|e| from_rejection(e.status(), e.body_text()))?;
-    let review = save_review(&state, exam_id, caller.0.id.clone(), input).await?;
+    let review = match save_review_as(&state, exam_id, caller.0.id.clone(), input, SaveKind::Manual).await {
+        Ok(review) => review,
+        Err(refused) => return Ok(refused.into_response()),
+    };
     let mut response = (StatusCode::CREATED, Json(&review)).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("/v1/exams/{}/reviews", review.exam_id)) {
         response.headers_mut().insert(header::LOCATION, v);

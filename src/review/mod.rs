@@ -37,7 +37,8 @@ impl Default for ReviewConfig {
 pub const MAX_NOTE_CHARS: usize = 4000;
 
 /// The clinician's reading of one eye. `grade: None` means the clinician could not grade
-/// the eye (then `dme` must be `None` too).
+/// the eye (then `dme` must be `None` too). In a draft, `dme: None` beside a grade means
+/// the verdict is not given yet; signing needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EyeReview {
@@ -51,7 +52,9 @@ pub struct EyeReview {
 pub struct ReviewInput {
     /// Keyed by laterality: "right", "left" (or "unspecified" for images sent without one).
     pub eyes: BTreeMap<String, EyeReview>,
-    /// Final outcome: urgent_referral | referral | rescreen | ungradable.
+    /// Final outcome: urgent_referral | referral | rescreen | ungradable; empty or absent
+    /// in a draft that has none yet (signing needs one).
+    #[serde(default)]
     pub outcome: String,
     #[serde(default)]
     pub note: String,
@@ -97,7 +100,8 @@ pub struct Review {
     pub amends: Option<u32>,
     pub amendment_reason: Option<String>,
     pub eyes: BTreeMap<String, EyeReview>,
-    pub outcome: ExamOutcome,
+    /// The final outcome; `None` only in a draft saved before one was chosen.
+    pub outcome: Option<ExamOutcome>,
     /// What the outcome table gives for the clinician's own grades (for comparison).
     pub outcome_by_rule: ExamOutcome,
     pub note: String,
@@ -105,11 +109,23 @@ pub struct Review {
     pub outcome_reason: Option<String>,
 }
 
+/// One refused field of a submission: which field (the review form's field name:
+/// `right_grade`, `left_dme`, `outcome`, `note`, `outcome_reason`, `amendment_reason`),
+/// a stable machine code, and a sentence in words for the clinician.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub code: &'static str,
+    pub message: String,
+}
+
 /// Why a review submission was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReviewError {
+    /// Every field that is wrong, all at once; `code` and `message` are the first one's,
+    /// so a client that reads only `{error, code}` still gets a meaningful answer.
     #[error("{message}")]
-    Invalid { code: &'static str, message: String },
+    Invalid { code: &'static str, message: String, fields: Vec<FieldError> },
     #[error("version {latest} is signed and locked; an amendment needs amendment_reason")]
     AmendmentReasonRequired { latest: u32 },
     #[error("the review changed meanwhile: you saw version {seen}, the latest is {latest}; reload and try again")]
@@ -126,8 +142,12 @@ impl ReviewError {
         }
     }
 
-    fn invalid(code: &'static str, message: impl Into<String>) -> Self {
-        Self::Invalid { code, message: message.into() }
+    /// The refused fields (empty for refusals that are not about one field).
+    pub fn fields(&self) -> &[FieldError] {
+        match self {
+            Self::Invalid { fields, .. } => fields,
+            Self::AmendmentReasonRequired { .. } | Self::Conflict { .. } => &[],
+        }
     }
 }
 
@@ -148,65 +168,103 @@ impl Plan {
     }
 }
 
-/// Checks a submission against the exam's eyes; returns its final outcome.
-pub fn validate(input: &ReviewInput, exam_eyes: &[Laterality]) -> Result<ExamOutcome, ReviewError> {
-    // The outcome arrives as text so that an unknown value gets this module's error code,
-    // not a deserialiser message.
-    let Some(outcome) = ExamOutcome::parse(&input.outcome) else {
-        return Err(ReviewError::invalid(
-            "invalid_outcome",
-            format!("unknown outcome '{}' (use urgent_referral, referral, rescreen or ungradable)", input.outcome),
-        ));
-    };
+/// Checks a submission against the exam's eyes; returns its final outcome (`None`: a
+/// draft without one yet). Every wrong field is reported, not only the first.
+///
+/// A draft may be partial (issue 16: work is saved as it is typed): eyes not yet read,
+/// a grade without its macular-oedema verdict and no outcome are all allowed. Signing
+/// needs every eye graded (or marked ungradable) with its verdict, and an outcome.
+pub fn validate(input: &ReviewInput, exam_eyes: &[Laterality]) -> Result<Option<ExamOutcome>, ReviewError> {
+    let mut errors: Vec<FieldError> = Vec::new();
+    let mut refuse = |field: String, code: &'static str, message: String| errors.push(FieldError { field, code, message });
     for (eye, reading) in &input.eyes {
         let Some(lat) = Laterality::parse(eye).filter(|l| l.as_str() == eye) else {
-            return Err(ReviewError::invalid("invalid_laterality", format!("unknown eye '{eye}' (use right, left or unspecified)")));
+            refuse(eye.clone(), "invalid_laterality", format!("Unknown eye '{eye}' (use right, left or unspecified)."));
+            continue;
         };
+        let field = |what: &str| format!("{eye}_{what}");
         if !exam_eyes.contains(&lat) {
-            return Err(ReviewError::invalid("invalid_laterality", format!("this exam has no {eye} eye images")));
+            refuse(field("grade"), "invalid_laterality", format!("This exam has no {eye} eye images."));
+            continue;
         }
         if reading.grade.is_some_and(|g| g > 4) {
-            return Err(ReviewError::invalid("invalid_grade", format!("{eye} eye: ICDR grade must be 0 to 4")));
+            refuse(field("grade"), "invalid_grade", format!("The {eye} eye's ICDR grade must be 0 to 4."));
         }
         if reading.grade.is_none() && reading.dme.is_some() {
-            return Err(ReviewError::invalid(
+            refuse(
+                field("dme"),
                 "invalid_grade",
-                format!("{eye} eye: an ungradable eye cannot have a macular oedema verdict"),
-            ));
+                format!("The {eye} eye is marked ungradable, so it cannot have a macular oedema verdict."),
+            );
         }
-        if reading.grade.is_some() && reading.dme.is_none() {
-            return Err(ReviewError::invalid("invalid_grade", format!("{eye} eye: say whether macular oedema is present")));
+        if input.sign && reading.grade.is_some() && reading.dme.is_none() {
+            refuse(field("dme"), "dme_required", format!("Say whether the {eye} eye has macular oedema before signing off."));
+        }
+    }
+    if input.sign {
+        for missing in exam_eyes.iter().filter(|lat| !input.eyes.contains_key(lat.as_str())) {
+            let eye = missing.as_str();
+            refuse(format!("{eye}_grade"), "incomplete_review", format!("Grade the {eye} eye (or mark it ungradable) before signing off."));
+        }
+    }
+    // The outcome arrives as text so that an unknown value gets this module's error code,
+    // not a deserialiser message; empty means "not chosen yet" (drafts only).
+    let outcome = if input.outcome.is_empty() {
+        if input.sign {
+            refuse("outcome".into(), "outcome_required", "Choose the final outcome before signing off.".into());
+        }
+        None
+    } else {
+        let parsed = ExamOutcome::parse(&input.outcome);
+        if parsed.is_none() {
+            refuse(
+                "outcome".into(),
+                "invalid_outcome",
+                format!("Unknown outcome '{}' (use urgent_referral, referral, rescreen or ungradable).", input.outcome),
+            );
+        }
+        parsed
+    };
+    let texts = [
+        ("note", "The note", Some(&input.note)),
+        ("amendment_reason", "The reason for the amendment", input.amendment_reason.as_ref()),
+        ("outcome_reason", "The reason for a less urgent outcome", input.outcome_reason.as_ref()),
+    ];
+    for (field, what, text) in texts {
+        let chars = text.map_or(0, |t| t.chars().count());
+        if chars > MAX_NOTE_CHARS {
+            refuse(
+                field.into(),
+                "note_too_long",
+                format!(
+                    "{what} is {chars} characters; the limit is {MAX_NOTE_CHARS}. Shorten it by {over} character{s}.",
+                    over = chars - MAX_NOTE_CHARS,
+                    s = if chars - MAX_NOTE_CHARS == 1 { "" } else { "s" }
+                ),
+            );
         }
     }
     if input.sign
-        && let Some(missing) = exam_eyes.iter().find(|lat| !input.eyes.contains_key(lat.as_str()))
+        && let Some(outcome) = outcome
     {
-        return Err(ReviewError::invalid("incomplete_review", format!("grade the {} eye before signing off", missing.as_str())));
-    }
-    if input.note.chars().count() > MAX_NOTE_CHARS {
-        return Err(ReviewError::invalid("note_too_long", format!("the note is limited to {MAX_NOTE_CHARS} characters")));
-    }
-    if input.amendment_reason.as_ref().is_some_and(|r| r.chars().count() > MAX_NOTE_CHARS) {
-        return Err(ReviewError::invalid("note_too_long", format!("the amendment reason is limited to {MAX_NOTE_CHARS} characters")));
-    }
-    if input.outcome_reason.as_ref().is_some_and(|r| r.chars().count() > MAX_NOTE_CHARS) {
-        return Err(ReviewError::invalid("note_too_long", format!("the outcome reason is limited to {MAX_NOTE_CHARS} characters")));
-    }
-    if input.sign {
         let implied = outcome_by_rule(&input.eyes);
         if outcome.less_urgent_than(implied) && outcome_reason(input).is_none() {
             let (condition, _) = outcome_rule_in_words(implied).unwrap_or(("", ""));
-            return Err(ReviewError::invalid(
+            refuse(
+                "outcome_reason".into(),
                 "outcome_reason_required",
                 format!(
-                    "your grades imply {implied} ({condition}); signing the less urgent outcome {chosen} needs a stated reason (outcome_reason)",
+                    "Your grades imply {implied} ({condition}); signing the less urgent outcome {chosen} needs a stated reason (outcome_reason).",
                     implied = implied.as_str().replace('_', " "),
                     chosen = outcome.as_str().replace('_', " "),
                 ),
-            ));
+            );
         }
     }
-    Ok(outcome)
+    match errors.first() {
+        None => Ok(outcome),
+        Some(first) => Err(ReviewError::Invalid { code: first.code, message: first.message.clone(), fields: errors }),
+    }
 }
 
 /// The submission's outcome reason, if it says anything (blank counts as none).
@@ -297,7 +355,7 @@ mod tests {
             amends: None,
             amendment_reason: None,
             eyes: BTreeMap::new(),
-            outcome: ExamOutcome::Referral,
+            outcome: Some(ExamOutcome::Referral),
             outcome_by_rule: ExamOutcome::Referral,
             note: String::new(),
             outcome_reason: None,
@@ -355,6 +413,40 @@ mod tests {
     }
 
     #[test]
+    fn a_draft_may_be_partial_but_signing_needs_everything_and_reports_every_field() {
+        let empty = ReviewInput {
+            eyes: BTreeMap::new(),
+            outcome: String::new(),
+            note: String::new(),
+            sign: false,
+            amendment_reason: None,
+            outcome_reason: None,
+            base_version: None,
+        };
+        assert_eq!(validate(&empty, &BOTH), Ok(None), "an empty draft is a draft");
+        let mut partial = empty.clone();
+        partial.eyes.insert("right".into(), EyeReview { grade: Some(3), dme: None });
+        assert_eq!(validate(&partial, &BOTH), Ok(None), "a grade without its oedema verdict yet");
+        // Signing the same: every missing piece at once, each with its field and in words.
+        partial.sign = true;
+        partial.note = "x".repeat(MAX_NOTE_CHARS + 1);
+        let refused = validate(&partial, &BOTH).unwrap_err();
+        let fields: Vec<(&str, &str)> = refused.fields().iter().map(|f| (f.field.as_str(), f.code)).collect();
+        assert_eq!(
+            fields,
+            [
+                ("right_dme", "dme_required"),
+                ("left_grade", "incomplete_review"),
+                ("outcome", "outcome_required"),
+                ("note", "note_too_long")
+            ]
+        );
+        assert_eq!(refused.code(), "dme_required", "the first field's code is the answer's code");
+        assert!(refused.fields().iter().all(|f| f.message.ends_with('.') && !f.message.contains('_')), "{refused:?}");
+        assert!(refused.fields()[3].message.contains("4001 characters; the limit is 4000"), "{refused:?}");
+    }
+
+    #[test]
     fn outcome_by_rule_uses_the_outcome_table() {
         assert_eq!(outcome_by_rule(&input(false).eyes), ExamOutcome::Referral);
         let mut eyes = BTreeMap::new();
@@ -373,13 +465,13 @@ mod tests {
         i.outcome = "rescreen".into();
         let refused = validate(&i, &BOTH).unwrap_err();
         assert_eq!(refused.code(), "outcome_reason_required");
-        assert!(refused.to_string().contains("imply urgent referral (any gradable eye has ICDR grade 3 or 4)"), "{refused}");
+        assert!(refused.to_string().contains("Your grades imply urgent referral (any gradable eye has ICDR grade 3 or 4)"), "{refused}");
         for blank in ["", "  \n\t"] {
             i.outcome_reason = Some(blank.into());
             assert_eq!(validate(&i, &BOTH).map_err(|e| e.code()), Err("outcome_reason_required"), "a blank reason is no reason");
         }
         i.outcome_reason = Some("grade 4 is old laser scarring, treated; stable".into());
-        assert_eq!(validate(&i, &BOTH), Ok(ExamOutcome::Rescreen));
+        assert_eq!(validate(&i, &BOTH), Ok(Some(ExamOutcome::Rescreen)));
         i.outcome_reason = Some("x".repeat(MAX_NOTE_CHARS + 1));
         assert_eq!(validate(&i, &BOTH).map_err(|e| e.code()), Err("note_too_long"));
         // Referral is still less urgent than urgent referral.
@@ -388,12 +480,12 @@ mod tests {
         assert_eq!(validate(&i, &BOTH).map_err(|e| e.code()), Err("outcome_reason_required"));
         // A draft may be saved without it.
         i.sign = false;
-        assert_eq!(validate(&i, &BOTH), Ok(ExamOutcome::Referral));
+        assert_eq!(validate(&i, &BOTH), Ok(Some(ExamOutcome::Referral)));
         // The same or a more urgent outcome needs none.
         let mut i = input(true);
-        assert_eq!(validate(&i, &BOTH), Ok(ExamOutcome::Referral), "grade 2 signed as referral");
+        assert_eq!(validate(&i, &BOTH), Ok(Some(ExamOutcome::Referral)), "grade 2 signed as referral");
         i.outcome = "urgent_referral".into();
-        assert_eq!(validate(&i, &BOTH), Ok(ExamOutcome::UrgentReferral));
+        assert_eq!(validate(&i, &BOTH), Ok(Some(ExamOutcome::UrgentReferral)));
         // Ungradable ranks above rescreen: an ungradable eye signed as rescreen needs a reason...
         let mut i = input(true);
         i.eyes.insert("right".into(), EyeReview { grade: None, dme: None });
@@ -403,7 +495,7 @@ mod tests {
         let mut i = input(true);
         i.eyes.insert("right".into(), EyeReview { grade: Some(0), dme: Some(false) });
         i.outcome = "ungradable".into();
-        assert_eq!(validate(&i, &BOTH), Ok(ExamOutcome::Ungradable));
+        assert_eq!(validate(&i, &BOTH), Ok(Some(ExamOutcome::Ungradable)));
     }
 
     #[test]

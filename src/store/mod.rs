@@ -14,7 +14,7 @@ mod sessions;
 
 pub use context::PatientExam;
 pub use keys::{KeyName, KeyRecord, MAX_KEY_NAME_CHARS};
-pub use reviews::ReviewSaveError;
+pub use reviews::{ReviewSaveError, SaveKind};
 pub use sessions::Session;
 
 pub use dicom::{DueOutbox, DueStudy, ExamSource, NewInstance, Recorded, StudyFrame, link_exam};

@@ -11,6 +11,19 @@ use crate::grading::{ExamOutcome, ExamResult};
 use crate::report::agreement::{EyePair, iso_week};
 use crate::review::{self, Plan, Review, ReviewError, ReviewInput, ReviewState};
 
+/// How a submission was made: the clinician pressed a button, or the review form saved
+/// typed work on its own ([`SaveKind::Autosave`]; drafts only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveKind {
+    Manual,
+    Autosave,
+}
+
+/// An autosave is audited (`review.draft.autosave`) at most once a minute per exam and
+/// clinician: the form saves a few seconds after every pause in typing, and an event for
+/// each would drown the audit log. The draft itself is always written (in place).
+const AUTOSAVE_AUDIT_EVERY_SECS: i64 = 60;
+
 /// Why a review could not be saved.
 #[derive(Debug, thiserror::Error)]
 pub enum ReviewSaveError {
@@ -31,7 +44,9 @@ impl From<rusqlite::Error> for ReviewSaveError {
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Body {
     eyes: std::collections::BTreeMap<String, review::EyeReview>,
-    outcome: ExamOutcome,
+    /// Absent (null) in a partial draft saved before an outcome was chosen.
+    #[serde(default)]
+    outcome: Option<ExamOutcome>,
     outcome_by_rule: ExamOutcome,
     note: String,
 }
@@ -66,6 +81,28 @@ pub(super) fn review_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Resul
     }))
 }
 
+/// Whether `reviewer` has an autosave of `exam_id` audited within the last
+/// [`AUTOSAVE_AUDIT_EVERY_SECS`]. Reads the audit log backwards from its newest event and
+/// stops at the first older than that window, so the cost is bounded by one minute of
+/// events, not by the log's size.
+fn autosave_audited_recently(conn: &rusqlite::Connection, reviewer: &str, exam_id: &str) -> Result<bool, StoreError> {
+    let cutoff = time::OffsetDateTime::now_utc() - time::Duration::seconds(AUTOSAVE_AUDIT_EVERY_SECS);
+    let mut stmt = conn.prepare_cached("SELECT at, actor, action, object FROM audit ORDER BY seq DESC")?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let at: String = row.get(0)?;
+        let recent = time::OffsetDateTime::parse(&at, &time::format_description::well_known::Rfc3339).is_ok_and(|t| t >= cutoff);
+        if !recent {
+            return Ok(false);
+        }
+        let (actor, action, object): (String, String, Option<String>) = (row.get(1)?, row.get(2)?, row.get(3)?);
+        if actor == reviewer && action == "review.draft.autosave" && object.as_deref() == Some(exam_id) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 impl Store {
     /// Every version of an exam's review, oldest first.
     pub fn reviews(&self, exam_id: &str) -> Result<Vec<Review>, StoreError> {
@@ -82,6 +119,20 @@ impl Store {
 
     /// Applies a clinician's submission; returns the version written.
     pub fn submit_review(&self, exam_id: &str, reviewer: &str, input: &ReviewInput) -> Result<Review, ReviewSaveError> {
+        self.submit_review_as(exam_id, reviewer, input, SaveKind::Manual)
+    }
+
+    /// [`Store::submit_review`] for a manual save or an autosave. An autosave never signs
+    /// (its `sign` is ignored) and, like every draft save, updates the open draft in place
+    /// rather than appending a version; only its audit event differs.
+    pub fn submit_review_as(&self, exam_id: &str, reviewer: &str, input: &ReviewInput, kind: SaveKind) -> Result<Review, ReviewSaveError> {
+        let autosaved;
+        let input = if kind == SaveKind::Autosave && input.sign {
+            autosaved = ReviewInput { sign: false, ..input.clone() };
+            &autosaved
+        } else {
+            input
+        };
         let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let result_json: Option<String> =
@@ -126,12 +177,16 @@ impl Store {
             }
         };
         let version = plan.version();
-        let detail = format!("version {version}, outcome {}", outcome.as_str());
-        append_audit(&tx, &now, reviewer, action, Some(exam_id), Some(&detail))?;
+        let detail = format!("version {version}, outcome {}", outcome.map_or("not chosen yet", ExamOutcome::as_str));
+        if kind == SaveKind::Manual {
+            append_audit(&tx, &now, reviewer, action, Some(exam_id), Some(&detail))?;
+        } else if !autosave_audited_recently(&tx, reviewer, exam_id)? {
+            append_audit(&tx, &now, reviewer, "review.draft.autosave", Some(exam_id), Some(&detail))?;
+        }
         if input.sign {
             tx.execute("UPDATE exams SET reviewed = 1 WHERE id = ?1", [exam_id])?;
             let mut signed = format!("version {version}{}", amends.map(|a| format!(", amends {a}")).unwrap_or_default());
-            if outcome != by_rule {
+            if let Some(outcome) = outcome.filter(|o| *o != by_rule) {
                 signed.push_str(&format!(", outcome {} where the grades imply {}", outcome.as_str(), by_rule.as_str()));
             }
             if let Some(reason) = outcome_reason {

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
@@ -21,9 +21,9 @@ use super::patient::{model_vs_clinician, prior_exams_section};
 use super::{PageForm, PagePath, PageQuery, ReviewSession, error_page, image_words};
 use crate::grading::{ExamOutcome, EyeResult, ImageFinding, Laterality};
 use crate::http::AppState;
-use crate::http::reviews::save_review;
-use crate::review::{EyeReview, Review, ReviewInput, ReviewState, outcome_by_rule, outcome_rule_in_words};
-use crate::store::{ExamImage, Role, StoredExam};
+use crate::http::reviews::save_review_as;
+use crate::review::{EyeReview, FieldError, MAX_NOTE_CHARS, Review, ReviewInput, ReviewState, outcome_by_rule, outcome_rule_in_words};
+use crate::store::{ExamImage, Role, SaveKind, StoredExam};
 
 const EYE_ORDER: [(Laterality, &str); 3] =
     [(Laterality::Right, "Right eye (OD)"), (Laterality::Left, "Left eye (OS)"), (Laterality::Unspecified, "Eye not stated")];
@@ -35,6 +35,8 @@ const OUTCOMES: [ExamOutcome; 4] = [ExamOutcome::UrgentReferral, ExamOutcome::Re
 pub struct Flash {
     saved: Option<u32>,
     signed: Option<bool>,
+    /// "Sign off and open next case": the version just signed on the previous case.
+    previous: Option<u32>,
 }
 
 /// `GET /review/exams/{id}`.
@@ -48,17 +50,23 @@ pub async fn show(
         let what = if flash.signed == Some(true) { "signed off" } else { "saved as a draft" };
         ("ok", format!("Review version {v} {what}."))
     });
-    render(&state, &user, id, banner, StatusCode::OK, None, true).await
+    let banner = banner.or_else(|| {
+        flash
+            .previous
+            .map(|v| ("ok", format!("The previous case was signed off (review version {v}). This is the next case on the worklist.")))
+    });
+    render(&state, &user, id, banner, StatusCode::OK, None, Vec::new(), true).await
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn render(
+pub(super) async fn render(
     state: &AppState,
     user: &ReviewSession,
     exam_id: String,
     banner: Option<(&str, String)>,
     status: StatusCode,
     form_values: Option<ReviewInput>,
+    errors: Vec<FieldError>,
     audit_view: bool,
 ) -> Response {
     let actor = user.session.key.id.clone();
@@ -84,7 +92,7 @@ async fn render(
         Ok(None) => return error_page(StatusCode::NOT_FOUND, Some(&user.session), "Exam not found", "No exam has that id."),
         Err(e) => return e.into_response(),
     };
-    let mut body = case_body(user, &exam, &images, &reviews, banner, form_values.as_ref());
+    let mut body = case_body(user, &exam, &images, &reviews, banner, form_values.as_ref(), &errors);
     body.push_str(&prior_exams_section(&exam, &prior));
     (status, Html(page("Case", Some(&user.session), &body))).into_response()
 }
@@ -96,6 +104,7 @@ fn case_body(
     reviews: &[Review],
     banner: Option<(&str, String)>,
     form_values: Option<&ReviewInput>,
+    errors: &[FieldError],
 ) -> String {
     let r = &exam.result;
     // The grading layout: images on the left filling the window, history and form in a
@@ -173,7 +182,7 @@ fn case_body(
     }
     b.push_str(r#"</div></div><aside class="side-panel" aria-label="Review">"#);
     if user.session.key.role == Role::Clinician {
-        review_form(&mut b, user, exam, eyes, reviews.last(), form_values);
+        review_form(&mut b, user, exam, eyes, reviews.last(), form_values, errors);
     } else {
         b.push_str(r#"<p class="hint">Only clinician keys can review and sign.</p>"#);
     }
@@ -302,6 +311,35 @@ fn history(b: &mut String, reviews: &[Review]) {
     b.push_str("</tbody></table></section>");
 }
 
+/// A refused field's error, rendered next to the field, and the attributes that tie
+/// the field to it for assistive technology.
+fn field_error(errors: &[FieldError], field: &str) -> (String, String) {
+    let messages: Vec<&str> = errors.iter().filter(|e| e.field == field).map(|e| e.message.as_str()).collect();
+    if messages.is_empty() {
+        return (String::new(), String::new());
+    }
+    let id = format!("err-{}", esc(field));
+    (
+        format!(r#" aria-invalid="true" aria-describedby="{id}""#),
+        format!(r#"<span class="field-error" id="{id}">{}</span>"#, esc(&messages.join(" "))),
+    )
+}
+
+/// A note-like textarea: no `maxlength` (a browser cuts pasted text at it silently),
+/// instead a live "n / 4000 characters" counter and the server's field error.
+fn text_field(b: &mut String, errors: &[FieldError], name: &str, label: &str, hint: &str, rows: u8, value: &str) {
+    let (aria, error) = field_error(errors, name);
+    let count = value.chars().count();
+    let _ = write!(
+        b,
+        r#"<label for="{name}">{label}{hint}</label>{error}<textarea name="{name}" id="{name}" rows="{rows}" data-limit="{max}"{aria}>{value}</textarea>
+<span class="counter{over}" id="{name}-counter" data-counter-for="{name}" aria-live="polite">{count} / {max} characters</span>"#,
+        max = MAX_NOTE_CHARS,
+        over = if count > MAX_NOTE_CHARS { " over" } else { "" },
+        value = esc(value),
+    );
+}
+
 fn review_form(
     b: &mut String,
     user: &ReviewSession,
@@ -309,12 +347,15 @@ fn review_form(
     eyes: &[EyeResult],
     latest: Option<&Review>,
     values: Option<&ReviewInput>,
+    errors: &[FieldError],
 ) {
     let amending = latest.is_some_and(|r| r.state == ReviewState::Signed);
-    // Prefill: what was just submitted (after a refusal), else the latest version: the open
-    // draft, or for an amendment the signed reading, so only what changes is edited.
+    // Prefill: what was just submitted (after a refusal, or carried over an expired
+    // session), else the latest version: the open (possibly autosaved, partial) draft, or
+    // for an amendment the signed reading, so only what changes is edited.
     let prefill_eyes = values.map(|v| v.eyes.clone()).or_else(|| latest.map(|r| r.eyes.clone())).unwrap_or_default();
-    let prefill_outcome = values.map(|v| v.outcome.clone()).or_else(|| latest.map(|r| r.outcome.as_str().to_string())).unwrap_or_default();
+    let prefill_outcome =
+        values.map(|v| v.outcome.clone()).or_else(|| latest.and_then(|r| r.outcome).map(|o| o.as_str().to_string())).unwrap_or_default();
     let prefill_note = values
         .map(|v| v.note.clone())
         .or_else(|| latest.filter(|r| r.state == ReviewState::Draft).map(|r| r.note.clone()))
@@ -324,15 +365,42 @@ fn review_form(
         .or_else(|| latest.filter(|r| r.state == ReviewState::Draft).map(|r| r.outcome_reason.clone()))
         .flatten()
         .unwrap_or_default();
+    let prefill_amendment_reason = values.and_then(|v| v.amendment_reason.clone()).unwrap_or_default();
+    // After sign-off the amendment form stays folded until asked for (a <details>, so it
+    // opens without JS too), unless it comes back with the clinician's own entries.
+    if amending {
+        let _ = write!(
+            b,
+            r#"<details class="amend" id="amend"{open}><summary class="button" id="amend-open">Amend this review</summary>"#,
+            open = if values.is_some() || !errors.is_empty() { " open" } else { "" },
+        );
+    }
     let _ = write!(
         b,
-        r#"<section class="review-form"><h2>{title}</h2><form method="post" action="/review/exams/{id}/review" id="review-form">{csrf}
-<input type="hidden" name="base_version" value="{base}"><div class="form-eyes">"#,
+        r#"<section class="review-form"><h2>{title}</h2><form method="post" action="/review/exams/{id}/review" id="review-form" data-case-url="/review/exams/{id}" data-session-idle="{idle}"{autosave}>{csrf}
+<input type="hidden" name="base_version" value="{base}">"#,
         title = if amending { "Amend the signed review" } else { "Your review" },
         id = esc(&exam.id),
+        idle = user.idle_secs,
+        // Amendments are not autosaved: an amendment draft needs its reason first, and the
+        // signed version stays the record until the amendment is signed.
+        autosave = if amending { String::new() } else { format!(r#" data-autosave="/review/exams/{}/draft""#, esc(&exam.id)) },
         csrf = csrf_field(&user.session),
         base = latest.map_or(0, |r| r.version),
     );
+    if !errors.is_empty() {
+        let _ = write!(
+            b,
+            r#"<div class="error-summary" id="error-summary" role="alert" tabindex="-1"><p>{n} not saved: please correct {what}.</p><ul>"#,
+            n = if values.is_some_and(|v| v.sign) { "Not signed off," } else { "Not saved," },
+            what = if errors.len() == 1 { "this field".to_string() } else { format!("these {} fields", errors.len()) },
+        );
+        for e in errors {
+            let _ = write!(b, r##"<li><a href="#{field}">{msg}</a></li>"##, field = esc(&e.field), msg = esc(&e.message));
+        }
+        b.push_str("</ul></div>");
+    }
+    b.push_str(r#"<div class="form-eyes">"#);
     for (laterality, title) in EYE_ORDER {
         if !eyes.iter().any(|e| e.laterality == laterality) {
             continue;
@@ -362,10 +430,12 @@ fn review_form(
             .iter()
             .map(|(v, l)| format!(r#"<option value="{v}"{sel}>{l}</option>"#, sel = if *v == dme_value { " selected" } else { "" }))
             .collect();
+        let (grade_aria, grade_err) = field_error(errors, &format!("{lat}_grade"));
+        let (dme_aria, dme_err) = field_error(errors, &format!("{lat}_dme"));
         let _ = write!(
             b,
-            r#"<fieldset><legend>{title}</legend><label>ICDR grade <select name="{lat}_grade" id="{lat}_grade">{grade_opts}</select></label>
-<label>Macular oedema <select name="{lat}_dme" id="{lat}_dme">{dme_opts}</select></label></fieldset>"#
+            r#"<fieldset><legend>{title}</legend><label>ICDR grade <select name="{lat}_grade" id="{lat}_grade"{grade_aria}>{grade_opts}</select></label>{grade_err}
+<label>Macular oedema <select name="{lat}_dme" id="{lat}_dme"{dme_aria}>{dme_opts}</select></label>{dme_err}</fieldset>"#
         );
     }
     let outcome_opts: String = OUTCOMES
@@ -383,28 +453,47 @@ fn review_form(
     // (review.js updates it as the selects change); shown once every eye is read.
     let complete = eyes.iter().all(|e| prefill_eyes.get(e.laterality.as_str()).is_some_and(|r| r.grade.is_none() || r.dme.is_some()));
     let implied = if complete { outcome_label(outcome_by_rule(&prefill_eyes)) } else { "— grade every eye —" };
+    let (outcome_aria, outcome_err) = field_error(errors, "outcome");
     let _ = write!(
         b,
         r#"</div><p class="implied">Outcome implied by your grades: <b id="implied-outcome">{implied}</b></p>
-<label>Final outcome <select name="outcome" id="outcome" required><option value="">— choose —</option>{outcome_opts}</select></label>
-<label>Note <textarea name="note" id="note" rows="3" maxlength="4000">{note}</textarea></label>
-<label>Reason for a less urgent outcome <span class="hint">(needed to sign an outcome less urgent than the one your grades imply)</span> <textarea name="outcome_reason" id="outcome_reason" rows="2" maxlength="4000">{outcome_reason}</textarea></label>{amend}
-<div class="actions">{save}<button type="submit" name="action" value="sign" id="sign-off">Sign off</button></div></form></section>"#,
-        note = esc(&prefill_note),
-        outcome_reason = esc(&prefill_outcome_reason),
-        amend = if amending {
-            r#"<label>Reason for the amendment <textarea name="amendment_reason" id="amendment_reason" rows="2" maxlength="4000" required></textarea></label>"#
-        } else {
-            ""
-        },
+<label>Final outcome <select name="outcome" id="outcome"{outcome_aria}><option value="">— choose —</option>{outcome_opts}</select></label>{outcome_err}"#
+    );
+    text_field(b, errors, "note", "Note", "", 3, &prefill_note);
+    text_field(
+        b,
+        errors,
+        "outcome_reason",
+        "Reason for a less urgent outcome ",
+        r#"<span class="hint">(needed to sign an outcome less urgent than the one your grades imply)</span>"#,
+        2,
+        &prefill_outcome_reason,
+    );
+    if amending {
+        text_field(b, errors, "amendment_reason", "Reason for the amendment", "", 2, &prefill_amendment_reason);
+    }
+    let _ = write!(
+        b,
+        r#"<div class="actions">{save}<button type="submit" name="action" value="sign" id="sign-off">{sign}</button>{next}</div>
+<p class="hint" id="autosave-status" role="status" aria-live="polite"></p>{keys}</form></section>{close}"#,
         save = if amending { "" } else { r#"<button type="submit" name="action" value="save" id="save-draft">Save draft</button>"# },
+        sign = if amending { "Sign amendment" } else { "Sign off" },
+        next = if amending {
+            ""
+        } else {
+            r#"<button type="submit" name="action" value="sign_next" id="sign-next">Sign off and open next case</button>"#
+        },
+        keys = if amending { "" } else { super::form::KEYS_HINT },
+        close = if amending { "</details>" } else { "" },
     );
 }
 
 /// The review form's fields (as `application/x-www-form-urlencoded` pairs) as a review
 /// input; the review rules check it afterwards. Also the review-form fuzz target's entry.
 pub fn form_to_input(form: &[(String, String)]) -> Result<ReviewInput, String> {
-    let get = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim().to_string());
+    // Browsers send a textarea's line breaks as CRLF; counted as two characters each they
+    // would push a note the counter showed as within the limit over it.
+    let get = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim().replace("\r\n", "\n"));
     let mut eyes = BTreeMap::new();
     for (laterality, _) in EYE_ORDER {
         let lat = laterality.as_str();
@@ -426,20 +515,26 @@ pub fn form_to_input(form: &[(String, String)]) -> Result<ReviewInput, String> {
         eyes,
         outcome: get("outcome").unwrap_or_default(),
         note: get("note").unwrap_or_default(),
-        sign: get("action").as_deref() == Some("sign"),
+        sign: matches!(get("action").as_deref(), Some("sign" | "sign_next")),
         amendment_reason: get("amendment_reason").filter(|r| !r.is_empty()),
         outcome_reason: get("outcome_reason").filter(|r| !r.is_empty()),
         base_version: get("base_version").and_then(|v| v.parse().ok()),
     })
 }
 
-/// `POST /review/exams/{id}/review`.
+/// `POST /review/exams/{id}/review`. A submission whose session has expired is not
+/// dropped: the sign-in page carries the clinician's entries and returns them to the form.
 pub async fn submit(
     State(state): State<AppState>,
-    user: ReviewSession,
+    headers: HeaderMap,
     PagePath(id): PagePath<String>,
     PageForm(form): PageForm<Vec<(String, String)>>,
 ) -> Response {
+    let user = match super::review_session(&headers, &state).await {
+        Ok(Some(user)) => user,
+        Ok(None) => return super::form::expired_submit(&state, &id, &form),
+        Err(response) => return response,
+    };
     if let Err(refused) = user.check_csrf(form.iter().find(|(k, _)| k == "csrf").map(|(_, v)| v.as_str())) {
         return *refused;
     }
@@ -448,17 +543,35 @@ pub async fn submit(
     }
     let input = match form_to_input(&form) {
         Ok(i) => i,
-        Err(msg) => return render(&state, &user, id, Some(("error", msg)), StatusCode::UNPROCESSABLE_ENTITY, None, false).await,
+        Err(msg) => {
+            return render(&state, &user, id, Some(("error", msg)), StatusCode::UNPROCESSABLE_ENTITY, None, Vec::new(), false).await;
+        }
     };
-    match save_review(&state, id.clone(), user.session.key.id.clone(), input.clone()).await {
+    let next = form.iter().any(|(k, v)| k == "action" && v == "sign_next");
+    match save_review_as(&state, id.clone(), user.session.key.id.clone(), input.clone(), SaveKind::Manual).await {
+        Ok(review) if next && review.state == ReviewState::Signed => super::form::open_next(&state, &review).await,
         Ok(review) => {
             let signed = review.state == ReviewState::Signed;
             Redirect::to(&format!("/review/exams/{}?saved={}&signed={signed}", review.exam_id, review.version)).into_response()
         }
-        Err(e) if e.status == StatusCode::NOT_FOUND => {
+        Err(r) if r.error.status == StatusCode::NOT_FOUND => {
             error_page(StatusCode::NOT_FOUND, Some(&user.session), "Exam not found", "No exam has that id.")
         }
-        Err(e) => render(&state, &user, id, Some(("error", format!("{} ({})", e.message, e.code))), e.status, Some(input), false).await,
+        Err(r) => {
+            // Field errors are shown by their fields and summed up at the top of the form;
+            // the banner only points there. Other refusals (a conflict) say it in words.
+            let banner = if r.fields.is_empty() {
+                r.error.message.clone()
+            } else {
+                let n = r.fields.len();
+                format!(
+                    "{} the review form below has {n} problem{s} to correct.",
+                    if input.sign { "Not signed off:" } else { "Not saved:" },
+                    s = if n == 1 { "" } else { "s" }
+                )
+            };
+            render(&state, &user, id, Some(("error", banner)), r.error.status, Some(input), r.fields, false).await
+        }
     }
 }
 

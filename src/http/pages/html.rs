@@ -1,7 +1,7 @@
 //! HTML building blocks for the review pages: escaping (every interpolated value goes
 //! through [`esc`]), the page frame with navigation, and small formatting helpers. Pages
-//! are plain server-rendered HTML with one stylesheet and one small script, both served
-//! by drscreen itself, so the UI works offline and needs no build step.
+//! are plain server-rendered HTML with one stylesheet and two small scripts (review.js,
+//! form.js), all served by drscreen itself, so the UI works offline and needs no build step.
 
 use std::fmt::Write;
 
@@ -60,7 +60,8 @@ pub fn page(title: &str, session: Option<&Session>, body: &str) -> String {
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title} · drscreen review</title>
-<link rel="stylesheet" href="/review/static/review.css"><script src="/review/static/review.js" defer></script></head>
+<link rel="stylesheet" href="/review/static/review.css"><script src="/review/static/review.js" defer></script>
+<script src="/review/static/form.js" defer></script></head>
 <body>{notice}<header><span class="brand">drscreen</span> review{nav}</header>
 <main>{body}</main>
 <footer>drscreen {version}. Model results are decision support; the signed clinician review is the clinical record.</footer>
@@ -112,19 +113,25 @@ pub fn num3(v: Option<f64>) -> String {
     v.filter(|x| x.is_finite()).map_or_else(|| "–".into(), |x| format!("{x:.3}"))
 }
 
-/// Human label of an outcome.
-pub fn outcome_label(outcome: ExamOutcome) -> &'static str {
-    match outcome {
-        ExamOutcome::UrgentReferral => "Urgent referral",
-        ExamOutcome::Referral => "Referral",
-        ExamOutcome::Ungradable => "Ungradable",
-        ExamOutcome::Rescreen => "Rescreen",
+/// Human label of an outcome; "not chosen yet" for a partial draft's missing one
+/// (`impl Into<Option<_>>` so callers pass an outcome or a draft's optional one alike).
+pub fn outcome_label(outcome: impl Into<Option<ExamOutcome>>) -> &'static str {
+    match outcome.into() {
+        Some(ExamOutcome::UrgentReferral) => "Urgent referral",
+        Some(ExamOutcome::Referral) => "Referral",
+        Some(ExamOutcome::Ungradable) => "Ungradable",
+        Some(ExamOutcome::Rescreen) => "Rescreen",
+        None => "not chosen yet",
     }
 }
 
-/// A coloured outcome badge (its class is the outcome's wire name).
-pub fn outcome_badge(outcome: ExamOutcome) -> String {
-    format!(r#"<span class="badge {cls}">{label}</span>"#, cls = outcome.as_str(), label = outcome_label(outcome))
+/// A coloured outcome badge (its class is the outcome's wire name); a draft without an
+/// outcome (signed reviews always have one) shows as plain text.
+pub fn outcome_badge(outcome: impl Into<Option<ExamOutcome>>) -> String {
+    match outcome.into() {
+        Some(o) => format!(r#"<span class="badge {cls}">{label}</span>"#, cls = o.as_str(), label = outcome_label(o)),
+        None => outcome_label(None).to_string(),
+    }
 }
 
 /// A grade as text ("2 · Moderate non-proliferative DR"), or "ungradable".

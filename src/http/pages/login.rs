@@ -14,6 +14,12 @@ use crate::http::AppState;
 use crate::store::{Role, random_hex};
 
 fn login_page(state: &AppState, status: StatusCode, message: Option<&str>) -> Response {
+    login_page_carrying(state, status, message, "")
+}
+
+/// The sign-in page with `carried` (hidden inputs, already escaped) inside its form: a
+/// review submitted after the session expired rides along to the next sign-in.
+pub(super) fn login_page_carrying(state: &AppState, status: StatusCode, message: Option<&str>, carried: &str) -> Response {
     let token = match random_hex(16) {
         Ok(t) => t,
         Err(e) => return crate::http::error::ApiError::from(e).into_response(),
@@ -21,7 +27,7 @@ fn login_page(state: &AppState, status: StatusCode, message: Option<&str>) -> Re
     let body = format!(
         r#"<section class="login"><h1>Sign in</h1>{msg}
 <form method="post" action="/review/login">
-<input type="hidden" name="csrf" value="{token}">
+<input type="hidden" name="csrf" value="{token}">{carried}
 <label for="key">Clinician key</label>
 <input type="password" id="key" name="key" autocomplete="off" required autofocus>
 <button type="submit" id="sign-in">Sign in</button>
@@ -46,7 +52,12 @@ pub async fn submit(State(state): State<AppState>, headers: HeaderMap, PageForm(
     let expected = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
     let presented = form.get("csrf").cloned().unwrap_or_default();
     if expected.is_empty() || !bool::from(expected.as_bytes().ct_eq(presented.as_bytes())) {
-        return login_page(&state, StatusCode::FORBIDDEN, Some("The sign-in form expired (csrf_rejected). Please try again."));
+        return login_page_carrying(
+            &state,
+            StatusCode::FORBIDDEN,
+            Some("The sign-in form expired (csrf_rejected). Please try again."),
+            &super::form::carried_again(&form),
+        );
     }
     let key = form.get("key").map(|k| k.trim().to_string()).unwrap_or_default();
     let key_id = key.strip_prefix("drs_").and_then(|rest| rest.split('_').next()).unwrap_or("unknown").to_string();
@@ -60,7 +71,12 @@ pub async fn submit(State(state): State<AppState>, headers: HeaderMap, PageForm(
             if let Err(e) = state.store_call(move |store| store.audit(&actor, "session.login_failed", None, Some(why))).await {
                 return e.into_response();
             }
-            return login_page(&state, StatusCode::UNAUTHORIZED, Some("That key is not a valid clinician or admin key."));
+            return login_page_carrying(
+                &state,
+                StatusCode::UNAUTHORIZED,
+                Some("That key is not a valid clinician or admin key."),
+                &super::form::carried_again(&form),
+            );
         }
         Err(e) => return e.into_response(),
     };
@@ -69,8 +85,14 @@ pub async fn submit(State(state): State<AppState>, headers: HeaderMap, PageForm(
         state.store_call(move |store| store.create_session(&identity)).await
     };
     match created {
-        Ok((token, _csrf)) => {
-            let mut response = Redirect::to("/review").into_response();
+        Ok((token, csrf)) => {
+            // A review carried over an expired session goes back to its case's form.
+            let mut response = match super::form::carried_from_login(&form) {
+                Some((exam_id, fields)) => {
+                    super::form::restored_case(&state, crate::store::Session { key: identity, csrf }, exam_id, &fields).await
+                }
+                None => Redirect::to("/review").into_response(),
+            };
             if let Ok(v) = set_cookie(SESSION_COOKIE, &token, "/review", state.review.secure_cookies, None).parse() {
                 response.headers_mut().append(header::SET_COOKIE, v);
             }

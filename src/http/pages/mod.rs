@@ -8,6 +8,7 @@ mod agreement;
 mod audit;
 mod case;
 pub mod context;
+mod form;
 pub mod html;
 mod image_words;
 mod login;
@@ -41,6 +42,9 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/review/exams/{id}", get(case::show))
         .route("/review/exams/{id}/review", post(case::submit))
         .route("/review/compare", get(patient::compare))
+        .route("/review/exams/{id}/draft", post(form::autosave))
+        .route("/review/session/extend", post(form::extend_session))
+        .route("/review/static/form.js", get(|| async { static_file("text/javascript; charset=utf-8", include_str!("static/form.js")) }))
         .route("/review/images/{id}/field.png", get(case::field_png))
         .route("/review/images/{id}/heatmap.png", get(case::heatmap_png))
         .route("/review/images/{id}/original", get(case::original))
@@ -105,7 +109,10 @@ async fn security_headers(mut response: Response) -> Response {
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+        // `connect-src 'self'`: the review form's autosave and "Stay signed in" (static/form.js).
+        HeaderValue::from_static(
+            "default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
@@ -256,6 +263,15 @@ impl<T: serde::de::DeserializeOwned + Send> FromRequest<AppState> for PageForm<T
 /// A signed-in clinician or admin. Pages that need one redirect to sign-in otherwise.
 pub struct ReviewSession {
     pub session: Session,
+    /// The configured idle timeout, which the pages tell the browser so that it can warn
+    /// before the session ends.
+    pub idle_secs: u64,
+}
+
+/// The request's review session, or `None` (for handlers that answer a missing session
+/// otherwise than by a redirect to sign-in).
+async fn review_session(headers: &HeaderMap, state: &AppState) -> Result<Option<ReviewSession>, Response> {
+    Ok(session_of(headers, state).await?.map(|session| ReviewSession { session, idle_secs: state.review.session_idle_secs }))
 }
 
 impl ReviewSession {
@@ -294,8 +310,8 @@ impl FromRequestParts<AppState> for ReviewSession {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        match session_of(&parts.headers, state).await? {
-            Some(session) => Ok(Self { session }),
+        match review_session(&parts.headers, state).await? {
+            Some(user) => Ok(user),
             None => Err(Redirect::to("/review/login").into_response()),
         }
     }

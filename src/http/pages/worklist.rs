@@ -18,7 +18,7 @@ use super::{PageQuery, ReviewSession, error_page};
 use crate::grading::{ExamOutcome, Laterality};
 use crate::http::AppState;
 use crate::review::in_qa_sample;
-use crate::store::WorklistFilter;
+use crate::store::{StoredExam, WorklistFilter};
 
 const OUTCOMES: [ExamOutcome; 4] = [ExamOutcome::UrgentReferral, ExamOutcome::Referral, ExamOutcome::Ungradable, ExamOutcome::Rescreen];
 
@@ -33,6 +33,11 @@ pub struct WorklistQuery {
     to: Option<String>,
     /// Only this patient's exams (exact `patient_ref`).
     patient: Option<String>,
+    /// The exam whose row gets the keyboard focus (static/form.js), e.g. the one just signed.
+    #[allow(dead_code)]
+    focus: Option<String>,
+    /// Set by "Sign off and open next case" when no unsigned case is left.
+    done: Option<bool>,
 }
 
 fn valid_date(text: &str) -> bool {
@@ -113,9 +118,13 @@ async fn render(state: &AppState, user: &ReviewSession, q: WorklistQuery) -> Res
     // Flagged exams always (a rescreen is flagged when a photograph's laterality is in
     // doubt); unflagged rescreens only as the QA sample, except in a patient's view, which
     // lists every exam of the patient.
-    let exams: Vec<_> = exams.into_iter().filter(|e| patient.is_some() || e.flagged || in_qa_sample(&e.id, share)).collect();
+    let exams: Vec<_> = exams.into_iter().filter(|e| patient.is_some() || on_default_worklist(e, share)).collect();
     let count = |o: ExamOutcome| exams.iter().filter(|e| e.outcome == o).count();
-    let mut body = String::from("<h1>Worklist</h1><ul class=\"counts\">");
+    let mut body = String::from("<h1>Worklist</h1>");
+    if q.done == Some(true) {
+        body.push_str(r#"<p class="banner ok" id="banner">Signed off. No unsigned case is left on the worklist.</p>"#);
+    }
+    body.push_str("<ul class=\"counts\">");
     for o in OUTCOMES {
         let label = if o == ExamOutcome::Rescreen { "Rescreen (QA sample)" } else { outcome_label(o) };
         let _ = write!(
@@ -208,6 +217,13 @@ async fn render(state: &AppState, user: &ReviewSession, q: WorklistQuery) -> Res
         body.push_str("</tbody></table>");
     }
     Html(page("Worklist", Some(&user.session), &body)).into_response()
+}
+
+/// Whether an exam is on the default worklist: every flagged exam (a rescreen is flagged
+/// when a photograph's laterality is in doubt), and unflagged rescreens only as the QA
+/// sample. "Sign off and open next case" walks the same list.
+pub(super) fn on_default_worklist(exam: &StoredExam, qa_share: f64) -> bool {
+    exam.flagged || in_qa_sample(&exam.id, qa_share)
 }
 
 /// `GET /review`.
