@@ -40,7 +40,7 @@ fn clinician_signs_off_a_flagged_exam_in_a_real_browser() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    for name in ["01-sign-in", "02-worklist", "03-case-heatmap", "04-signed", "05-audit", "06-agreement"] {
+    for name in ["01-sign-in", "02-worklist", "03-case-heatmap", "04a-reason-required", "04-signed", "05-audit", "06-agreement"] {
         let png = std::fs::read(shots.join(format!("{name}.png"))).unwrap_or_else(|e| panic!("{name}.png: {e}"));
         assert!(png.starts_with(b"\x89PNG") && png.len() > 5_000, "{name}.png is a real screenshot");
     }
@@ -50,6 +50,9 @@ fn clinician_signs_off_a_flagged_exam_in_a_real_browser() {
         http().get(format!("{}/v1/exams/{exam_id}/reviews", server.url)).bearer_auth(&admin).send().unwrap().json().unwrap();
     let signed = &reviews["reviews"][0];
     assert_eq!((signed["state"].as_str(), signed["eyes"]["right"]["grade"].as_u64()), (Some("signed"), Some(3)), "{reviews}");
+    // Signed less urgent than the grades imply, so with the clinician's stated reason.
+    assert_eq!((signed["outcome"].as_str(), signed["outcome_by_rule"].as_str()), (Some("rescreen"), Some("urgent_referral")), "{reviews}");
+    assert!(signed["outcome_reason"].as_str().is_some_and(|r| r.contains("declines referral")), "{reviews}");
 }
 
 /// Signs in through the login form with a client that does not follow redirects and

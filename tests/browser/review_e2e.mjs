@@ -69,12 +69,22 @@ try {
   await page.selectOption("#right_dme", "no");
   await page.selectOption("#left_grade", "2");
   await page.selectOption("#left_dme", "no");
-  await page.selectOption("#outcome", "urgent_referral");
+  // An outcome less urgent than the grades imply: refused without a reason, next to the
+  // field and with the entries kept; signed with one.
+  await page.selectOption("#outcome", "rescreen");
+  expect((await page.textContent("#implied-outcome")).includes("Urgent referral"), "the implied outcome follows the grades");
   await page.fill("#note", "Browser test: IRMA in one quadrant.");
-  await Promise.all([page.waitForURL(/saved=1/), page.click("#sign-off")]);
+  await Promise.all([page.waitForLoadState("load"), page.waitForSelector("#err-outcome_reason"), page.click("#sign-off")]);
+  const reasonError = await page.textContent("#err-outcome_reason");
+  expect(reasonError.includes("imply urgent referral"), `the reason is asked for in words, got: ${reasonError}`);
+  expect(await page.inputValue("#right_grade") === "3" && await page.inputValue("#outcome") === "rescreen", "the entries are kept");
+  await step("04a-reason-required");
+  await page.fill("#outcome_reason", "Browser test: seen in clinic last week, stable; the patient declines referral.");
+  await Promise.all([page.waitForURL(/saved=\d+&signed=true/), page.click("#sign-off")]);
   const banner = await page.textContent("#banner");
   expect(banner.includes("signed off"), `sign-off banner, got: ${banner}`);
-  expect((await page.textContent("#review-history")).includes("signed"), "history shows the signed version");
+  const history = await page.textContent("#review-history");
+  expect(history.includes("signed") && history.includes("the patient declines referral"), "history shows the signed version and its reason");
   await step("04-signed");
 
   // Sign out, sign in as admin, read the audit log.
