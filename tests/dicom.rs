@@ -197,8 +197,18 @@ fn c_store_study_is_graded_reported_and_pushed_to_the_pacs() {
         "Left eye Diabetic retinopathy severity level",
         "Diabetic macular edema",
         "AI RESULT - NOT FOR DIAGNOSTIC USE",
+        // TID 4019 Algorithm Identification in each eye's measurement group.
+        "<has concept mod TEXT:(,,\"Algorithm Name\")=\"dr-synth\">",
+        "<has concept mod TEXT:(,,\"Algorithm Version\")=\"1.4.0\">",
+        "<has concept mod TEXT:(,,\"Algorithm Parameters\")=\"model sha256 ",
+        "<has concept mod TEXT:(,,\"Algorithm Parameters\")=\"preprocessing ",
     ] {
         assert!(dump.contains(needle), "dsrdump lacks {needle}:\n{dump}");
+    }
+    // dsrdump shows concept names only; the codes of TID 4019 (DCM 111001/111003/111002).
+    let raw = text(&run("dcmdump", &["+P", "0008,0100", sr_path.to_str().unwrap()]));
+    for code in ["[111001]", "[111003]", "[111002]"] {
+        assert_eq!(raw.matches(code).count(), if code == "[111002]" { 4 } else { 2 }, "{code} once per eye (parameters twice):\n{raw}");
     }
 
     // FHIR R4 (R4B models: same DiagnosticReport/Observation structure) parses.

@@ -1,9 +1,10 @@
 //! The per-exam DICOM Structured Report: TID 1500 "Measurement Report" in a Comprehensive
 //! 3D SR (PS3.3 A.35.13), placed in the source study in a new series described as an AI
 //! result not for diagnostic use. One measurement group per eye carries the DR severity,
-//! DME and gradability; the image library references every graded source image; the
-//! model is named as the device observer (TID 1004) and in ContributingEquipmentSequence
-//! (IHE AI Results). UIDs are derived from the exam id, so the same exam always yields
+//! DME and gradability, each group naming the algorithm (TID 4019: name, version, model
+//! sha256 and preprocessing recipe); the image library references every graded source
+//! image; the model is named as the device observer (TID 1004) and in
+//! ContributingEquipmentSequence (IHE AI Results). UIDs are derived from the exam id, so the same exam always yields
 //! the same SR instance (a regraded study gets a new exam and a new SR).
 //!
 //! Code sources:
@@ -38,6 +39,10 @@ pub const SERIES_DESCRIPTION: &str = "AI RESULT - NOT FOR DIAGNOSTIC USE";
 type Code = (&'static str, &'static str, &'static str);
 
 const REPORT: Code = ("126000", "DCM", "Imaging Measurement Report");
+// TID 4019 Algorithm Identification (PS3.16), included by TID 1501 in each measurement group.
+const ALGORITHM_NAME: Code = ("111001", "DCM", "Algorithm Name");
+const ALGORITHM_VERSION: Code = ("111003", "DCM", "Algorithm Version");
+const ALGORITHM_PARAMETERS: Code = ("111002", "DCM", "Algorithm Parameters");
 const LANGUAGE: Code = ("121049", "DCM", "Language of Content Item and Descendants");
 const ENGLISH: Code = ("en-US", "RFC5646", "English (United States)");
 const OBSERVER_TYPE: Code = ("121005", "DCM", "Observer Type");
@@ -302,7 +307,7 @@ fn content_tree(exam: &StoredExam, id: &Identity, sources: &[ExamSource]) -> Ite
         .collect();
     let library = if images.is_empty() { vec![] } else { vec![container("CONTAINS", IMAGE_LIBRARY_GROUP, images)] };
     root.push(container("CONTAINS", IMAGE_LIBRARY, library));
-    let groups = result.eyes.iter().map(|eye| eye_group(&exam.id, eye)).collect();
+    let groups = result.eyes.iter().map(|eye| eye_group(&exam.id, eye, result)).collect();
     root.push(container("CONTAINS", MEASUREMENTS, groups));
     let mut qualitative = vec![item("CONTAINS", OUTCOME, Value::Code(outcome_code(result.outcome)))];
     if let Some(m) = result.recall_months {
@@ -312,8 +317,28 @@ fn content_tree(exam: &StoredExam, id: &Identity, sources: &[ExamSource]) -> Ite
     container("", REPORT, root)
 }
 
-/// One eye's measurement group: tracking, finding site, gradability, DR severity, DME.
-fn eye_group(exam_id: &str, eye: &EyeResult) -> Item {
+/// TID 4019 for one eye's findings: the model's name and version, and as parameters the
+/// model file's sha256 and the preprocessing recipe of the eye's images, so a PACS or a
+/// registry can tell which locked model and which recipe produced the numbers.
+fn algorithm_identification(eye: &EyeResult, result: &ExamResult) -> Vec<Item> {
+    let model = &result.model;
+    let mut items = vec![
+        item("HAS CONCEPT MOD", ALGORITHM_NAME, Value::Text(model.name.clone())),
+        item("HAS CONCEPT MOD", ALGORITHM_VERSION, Value::Text(model.version.clone())),
+        item("HAS CONCEPT MOD", ALGORITHM_PARAMETERS, Value::Text(format!("model sha256 {}", model.sha256))),
+    ];
+    let mut recipes: Vec<&str> = eye.images.iter().filter_map(|&i| result.images.get(i)).map(|f| f.recipe.as_str()).collect();
+    recipes.sort_unstable();
+    recipes.dedup();
+    for recipe in recipes {
+        items.push(item("HAS CONCEPT MOD", ALGORITHM_PARAMETERS, Value::Text(format!("preprocessing {recipe}"))));
+    }
+    items
+}
+
+/// One eye's measurement group: tracking, finding site, the algorithm (TID 4019),
+/// gradability, DR severity, DME.
+fn eye_group(exam_id: &str, eye: &EyeResult, result: &ExamResult) -> Item {
     let mut g = vec![
         item("CONTAINS", TRACKING_ID, Value::Text(eye_name(eye.laterality).into())),
         item("CONTAINS", TRACKING_UID, Value::UidRef(uid_from_name(&format!("drscreen-eye:{exam_id}:{}", eye.laterality.as_str())))),
@@ -325,6 +350,7 @@ fn eye_group(exam_id: &str, eye: &EyeResult) -> Item {
         Laterality::Unspecified => {}
     }
     g.push(site);
+    g.extend(algorithm_identification(eye, result));
     g.push(item("CONTAINS", GRADABLE, Value::Code(if eye.gradable { YES } else { NO })));
     if let Some(grade) = eye.grade {
         let concept = match eye.laterality {
