@@ -4,13 +4,10 @@
 
 mod common;
 
-use common::{Exam, Server, root, upload_exam};
+use common::{Exam, Server, upload_exam};
 
 #[test]
 fn review_pages_have_no_serious_accessibility_violations() {
-    let axe = root().join("tests/browser/node_modules/axe-core/axe.min.js");
-    assert!(axe.is_file(), "axe-core is not installed: run `npm ci --prefix tests/browser` (tests/run.sh does)");
-
     let server = Server::start(&[]);
     let (device, clinician, admin) = (server.key("device"), server.key("clinician"), server.key("admin"));
     let older = Exam::new()
@@ -32,29 +29,18 @@ fn review_pages_have_no_serious_accessibility_violations() {
         exam["image_ids"][0].as_str().unwrap()
     );
 
-    let shots = root().join("target/test-artifacts/review-a11y");
-    let _ = std::fs::remove_dir_all(&shots);
-    let out = std::process::Command::new("node")
-        .arg(root().join("tests/browser/a11y_e2e.mjs"))
-        .env("DRS_URL", &server.url)
-        .env("DRS_CLINICIAN_KEY", &clinician)
-        .env("DRS_ADMIN_KEY", &admin)
-        .env("DRS_EXAM_ID", exam_id)
-        .env("DRS_SHOTS", &shots)
-        .env("DRS_EXTRA_PATHS", &extra_paths)
-        .output()
-        .expect("node runs (Node.js is needed for the browser test)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    eprintln!("{stdout}");
-    assert!(
-        out.status.success(),
-        "axe-core found problems (screenshots in {}):\n{stdout}\n{}",
-        shots.display(),
-        String::from_utf8_lossy(&out.stderr)
+    let run = common::browser::run_script(
+        "a11y_e2e.mjs",
+        "review-a11y",
+        &[
+            ("DRS_URL", server.url.as_str()),
+            ("DRS_CLINICIAN_KEY", clinician.as_str()),
+            ("DRS_ADMIN_KEY", admin.as_str()),
+            ("DRS_EXAM_ID", exam_id),
+            ("DRS_EXTRA_PATHS", extra_paths.as_str()),
+        ],
+        &["a11y-sign-in", "a11y-worklist", "a11y-case", "a11y-agreement", "a11y-audit", "a11y-extra-0", "a11y-extra-1"],
     );
-    assert!(stdout.contains("a11y e2e: ok"), "{stdout}");
-    for name in ["sign-in", "worklist", "case", "agreement", "audit", "extra-0", "extra-1"] {
-        let png = std::fs::read(shots.join(format!("a11y-{name}.png"))).unwrap_or_else(|e| panic!("a11y-{name}.png: {e}"));
-        assert!(png.starts_with(b"\x89PNG") && png.len() > 5_000, "a11y-{name}.png is a real screenshot");
-    }
+    eprintln!("{}", run.stdout);
+    assert!(run.stdout.contains("a11y e2e: ok"), "{}", run.stdout);
 }

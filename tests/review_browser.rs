@@ -8,13 +8,6 @@ use common::{Exam, Server, http, root, upload_exam};
 
 #[test]
 fn clinician_signs_off_a_flagged_exam_in_a_real_browser() {
-    let driver = root().join("tests/browser/node_modules/playwright-core");
-    assert!(driver.is_dir(), "playwright-core is not installed: run `npm ci --prefix tests/browser` (tests/run.sh does)");
-    assert!(
-        std::path::Path::new("/usr/bin/chromium").exists() || std::env::var_os("CHROMIUM").is_some(),
-        "Chromium is missing: apt-get install chromium (.ci/run does)"
-    );
-
     let server = Server::start(&[]);
     let (device, clinician, admin) = (server.key("device"), server.key("clinician"), server.key("admin"));
     let form = Exam::new().metadata(r#"{"external_exam_ref":"ACC-E2E"}"#).image("right", "grade3_R.jpg").image("left", "grade3_L.jpg");
@@ -22,28 +15,17 @@ fn clinician_signs_off_a_flagged_exam_in_a_real_browser() {
     assert_eq!(exam["flagged"], true, "{exam}");
     let exam_id = exam["id"].as_str().unwrap();
 
-    let shots = root().join("target/test-artifacts/review-browser");
-    let _ = std::fs::remove_dir_all(&shots);
-    let out = std::process::Command::new("node")
-        .arg(root().join("tests/browser/review_e2e.mjs"))
-        .env("DRS_URL", &server.url)
-        .env("DRS_CLINICIAN_KEY", &clinician)
-        .env("DRS_ADMIN_KEY", &admin)
-        .env("DRS_EXAM_ID", exam_id)
-        .env("DRS_SHOTS", &shots)
-        .output()
-        .expect("node runs (Node.js is needed for the browser test)");
-    assert!(
-        out.status.success(),
-        "browser flow failed (screenshots in {}):\n{}\n{}",
-        shots.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    common::browser::run_script(
+        "review_e2e.mjs",
+        "review-browser",
+        &[
+            ("DRS_URL", server.url.as_str()),
+            ("DRS_CLINICIAN_KEY", clinician.as_str()),
+            ("DRS_ADMIN_KEY", admin.as_str()),
+            ("DRS_EXAM_ID", exam_id),
+        ],
+        &["01-sign-in", "02-worklist", "03-case-heatmap", "04a-reason-required", "04-signed", "05-audit", "06-agreement"],
     );
-    for name in ["01-sign-in", "02-worklist", "03-case-heatmap", "04a-reason-required", "04-signed", "05-audit", "06-agreement"] {
-        let png = std::fs::read(shots.join(format!("{name}.png"))).unwrap_or_else(|e| panic!("{name}.png: {e}"));
-        assert!(png.starts_with(b"\x89PNG") && png.len() > 5_000, "{name}.png is a real screenshot");
-    }
 
     // The browser's sign-off is the stored record.
     let reviews: serde_json::Value =
@@ -148,28 +130,20 @@ fn image_viewer_zooms_filters_and_loads_heatmaps_on_demand_in_a_real_browser() {
     let exam = upload_exam(&server, &device, &form).json();
     let exam_id = exam["id"].as_str().expect("exam id");
 
-    let shots = root().join("target/test-artifacts/review-viewer");
-    let _ = std::fs::remove_dir_all(&shots);
-    let out = std::process::Command::new("node")
-        .arg(root().join("tests/browser/viewer_e2e.mjs"))
-        .env("DRS_URL", &server.url)
-        .env("DRS_CLINICIAN_KEY", &clinician)
-        .env("DRS_ADMIN_KEY", &admin)
-        .env("DRS_EXAM_ID", exam_id)
-        .env("DRS_EXAM_REF", "ACC-VIEW")
-        .env("DRS_SHOTS", &shots)
-        .output()
-        .expect("node runs (Node.js is needed for the browser test)");
-    assert!(
-        out.status.success(),
-        "viewer browser flow failed (screenshots in {}):\n{}\n{}",
-        shots.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let run = common::browser::run_script(
+        "viewer_e2e.mjs",
+        "review-viewer",
+        &[
+            ("DRS_URL", server.url.as_str()),
+            ("DRS_CLINICIAN_KEY", clinician.as_str()),
+            ("DRS_ADMIN_KEY", admin.as_str()),
+            ("DRS_EXAM_ID", exam_id),
+            ("DRS_EXAM_REF", "ACC-VIEW"),
+        ],
+        &["viewer-01-layout", "viewer-02-zoomed", "viewer-03-green", "viewer-04-heatmap"],
     );
     for name in ["viewer-01-layout", "viewer-02-zoomed", "viewer-03-green", "viewer-04-heatmap"] {
-        let png = std::fs::read(shots.join(format!("{name}.png"))).unwrap_or_else(|e| panic!("{name}.png: {e}"));
-        assert!(png.starts_with(b"\x89PNG") && png.len() > 5_000, "{name}.png is a real screenshot");
+        let png = std::fs::read(run.shots.join(format!("{name}.png"))).unwrap_or_else(|e| panic!("{name}.png: {e}"));
         let img = image::load_from_memory(&png).unwrap_or_else(|e| panic!("{name}.png decodes: {e}"));
         assert_eq!((img.width(), img.height()), (1440, 900), "{name}.png is the 1440x900 viewport");
     }
@@ -181,9 +155,6 @@ fn image_viewer_zooms_filters_and_loads_heatmaps_on_demand_in_a_real_browser() {
 /// reasons and measures are in words with their limits, and times share one format.
 #[test]
 fn laterality_warning_quality_words_model_banner_and_times_in_a_real_browser() {
-    let driver = root().join("tests/browser/node_modules/playwright-core");
-    assert!(driver.is_dir(), "playwright-core is not installed: run `npm ci --prefix tests/browser` (tests/run.sh does)");
-
     let server = Server::start(&[]);
     let (device, clinician, admin) = (server.key("device"), server.key("clinician"), server.key("admin"));
     let right = image::open(root().join("fixtures/grade0_R.jpg")).unwrap().fliph().to_rgb8();
@@ -219,37 +190,23 @@ fn laterality_warning_quality_words_model_banner_and_times_in_a_real_browser() {
         .unwrap();
     assert!(signed.status().is_success(), "{}", signed.text().unwrap_or_default());
 
-    let shots = root().join("target/test-artifacts/review-browser-laterality");
-    let _ = std::fs::remove_dir_all(&shots);
-    let out = std::process::Command::new("node")
-        .arg(root().join("tests/browser/laterality_e2e.mjs"))
-        .env("DRS_URL", &server.url)
-        .env("DRS_CLINICIAN_KEY", &clinician)
-        .env("DRS_ADMIN_KEY", &admin)
-        .env("DRS_MIRRORED_EXAM_ID", &mirrored_id)
-        .env("DRS_UNGRADABLE_EXAM_ID", &ungradable_id)
-        .env("DRS_SHOTS", &shots)
-        .output()
-        .expect("node runs (Node.js is needed for the browser test)");
-    assert!(
-        out.status.success(),
-        "laterality browser flow failed (screenshots in {}):\n{}\n{}",
-        shots.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    common::browser::run_script(
+        "laterality_e2e.mjs",
+        "review-browser-laterality",
+        &[
+            ("DRS_URL", server.url.as_str()),
+            ("DRS_CLINICIAN_KEY", clinician.as_str()),
+            ("DRS_ADMIN_KEY", admin.as_str()),
+            ("DRS_MIRRORED_EXAM_ID", mirrored_id.as_str()),
+            ("DRS_UNGRADABLE_EXAM_ID", ungradable_id.as_str()),
+        ],
+        &["laterality-01-warning", "laterality-02-quality-words"],
     );
-    for name in ["laterality-01-warning", "laterality-02-quality-words"] {
-        let png = std::fs::read(shots.join(format!("{name}.png"))).unwrap_or_else(|e| panic!("{name}.png: {e}"));
-        assert!(png.starts_with(b"\x89PNG") && png.len() > 5_000, "{name}.png is a real screenshot");
-    }
 }
 
 /// Patient context and "who and what" (issue 16) in the browser: tests/browser/context_e2e.mjs.
 #[test]
 fn clinician_sees_names_signed_results_prior_exams_and_a_comparison_in_a_real_browser() {
-    let driver = root().join("tests/browser/node_modules/playwright-core");
-    assert!(driver.is_dir(), "playwright-core is not installed: run `npm ci --prefix tests/browser` (tests/run.sh does)");
-
     let server = Server::start(&[]);
     let device = server.key("device");
     let name = "Dr Kari Nordmann";
@@ -279,31 +236,20 @@ fn clinician_sees_names_signed_results_prior_exams_and_a_comparison_in_a_real_br
     let r = http().post(format!("{}/v1/exams/{older}/reviews", server.url)).bearer_auth(&clinician).json(&body).send().unwrap();
     assert_eq!(r.status(), reqwest::StatusCode::CREATED);
 
-    let shots = root().join("target/test-artifacts/context-browser");
-    let _ = std::fs::remove_dir_all(&shots);
-    let out = std::process::Command::new("node")
-        .arg(root().join("tests/browser/context_e2e.mjs"))
-        .env("DRS_URL", &server.url)
-        .env("DRS_CLINICIAN_KEY", &clinician)
-        .env("DRS_CLINICIAN_NAME", name)
-        .env("DRS_EXAM_OLDER", &older)
-        .env("DRS_EXAM_NEWER", &newer)
-        .env("DRS_EXAM_OTHER", &other)
-        .env("DRS_PATIENT", "PID-CTX-E2E")
-        .env("DRS_SHOTS", &shots)
-        .output()
-        .expect("node runs (Node.js is needed for the browser test)");
-    assert!(
-        out.status.success(),
-        "browser flow failed (screenshots in {}):\n{}\n{}",
-        shots.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    common::browser::run_script(
+        "context_e2e.mjs",
+        "context-browser",
+        &[
+            ("DRS_URL", server.url.as_str()),
+            ("DRS_CLINICIAN_KEY", clinician.as_str()),
+            ("DRS_CLINICIAN_NAME", name),
+            ("DRS_EXAM_OLDER", older.as_str()),
+            ("DRS_EXAM_NEWER", newer.as_str()),
+            ("DRS_EXAM_OTHER", other.as_str()),
+            ("DRS_PATIENT", "PID-CTX-E2E"),
+        ],
+        &["context-01-worklist", "context-02-prior-exams", "context-03-compare"],
     );
-    for name in ["context-01-worklist", "context-02-prior-exams", "context-03-compare"] {
-        let png = std::fs::read(shots.join(format!("{name}.png"))).unwrap_or_else(|e| panic!("{name}.png: {e}"));
-        assert!(png.starts_with(b"\x89PNG") && png.len() > 5_000, "{name}.png is a real screenshot");
-    }
 }
 
 /// Issue 16, the review form: errors by field, autosaved partial drafts, keyboard-only
@@ -312,8 +258,6 @@ fn clinician_sees_names_signed_results_prior_exams_and_a_comparison_in_a_real_br
 /// (tests/browser/form_e2e.mjs). Screenshots under target/test-artifacts/review-form/.
 #[test]
 fn review_form_keeps_typed_work_grades_by_keyboard_and_shows_errors_by_field() {
-    let driver = root().join("tests/browser/node_modules/playwright-core");
-    assert!(driver.is_dir(), "playwright-core is not installed: run `npm ci --prefix tests/browser` (tests/run.sh does)");
     let server = Server::start(&[]);
     let expiring = Server::start(&["--session-idle-secs", "10"]);
     let (device, clinician) = (server.key("device"), server.key("clinician"));
@@ -331,30 +275,19 @@ fn review_form_keeps_typed_work_grades_by_keyboard_and_shows_errors_by_field() {
     let (first, second) = (exam(&server, &device, "ACC-F1"), exam(&server, &device, "ACC-F2"));
     let expiring_exam = exam(&expiring, &expiring_device, "ACC-F3");
 
-    let shots = root().join("target/test-artifacts/review-form");
-    let _ = std::fs::remove_dir_all(&shots);
-    let out = std::process::Command::new("node")
-        .arg(root().join("tests/browser/form_e2e.mjs"))
-        .env("DRS_URL", &server.url)
-        .env("DRS_CLINICIAN_KEY", &clinician)
-        .env("DRS_EXAMS", format!("{first},{second}"))
-        .env("DRS_EXPIRY_URL", &expiring.url)
-        .env("DRS_EXPIRY_CLINICIAN_KEY", &expiring_clinician)
-        .env("DRS_EXPIRY_EXAM", &expiring_exam)
-        .env("DRS_SHOTS", &shots)
-        .output()
-        .expect("node runs (Node.js is needed for the browser test)");
-    assert!(
-        out.status.success(),
-        "browser flow failed (screenshots in {}):\n{}\n{}",
-        shots.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    common::browser::run_script(
+        "form_e2e.mjs",
+        "review-form",
+        &[
+            ("DRS_URL", server.url.as_str()),
+            ("DRS_CLINICIAN_KEY", clinician.as_str()),
+            ("DRS_EXAMS", format!("{first},{second}").as_str()),
+            ("DRS_EXPIRY_URL", expiring.url.as_str()),
+            ("DRS_EXPIRY_CLINICIAN_KEY", expiring_clinician.as_str()),
+            ("DRS_EXPIRY_EXAM", expiring_exam.as_str()),
+        ],
+        &["form-01-autosaved", "form-02-expired-restored", "form-03-keyboard", "form-04-field-errors", "form-05-amend"],
     );
-    for name in ["form-01-autosaved", "form-02-expired-restored", "form-03-keyboard", "form-04-field-errors", "form-05-amend"] {
-        let png = std::fs::read(shots.join(format!("{name}.png"))).unwrap_or_else(|e| panic!("{name}.png: {e}"));
-        assert!(png.starts_with(b"\x89PNG") && png.len() > 5_000, "{name}.png is a real screenshot");
-    }
 
     // What the keys and the restored form signed is the stored record.
     let reviews = |s: &Server, key: &str, id: &str| -> serde_json::Value {

@@ -6,18 +6,13 @@
 //
 // axe is injected with `bypassCSP` on this browser context only: the pages' CSP allows
 // scripts from drscreen itself, and axe-core is the test's, not the product's.
-import { chromium } from "playwright-core";
+import { launch, need } from "./harness.mjs";
 import fs from "node:fs";
 import path from "node:path";
 import { createRequire } from "node:module";
 
 const require = createRequire(import.meta.url);
 const axeSource = fs.readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
-const need = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set`);
-  return v;
-};
 const base = need("DRS_URL");
 const clinicianKey = need("DRS_CLINICIAN_KEY");
 const adminKey = need("DRS_ADMIN_KEY");
@@ -27,12 +22,7 @@ const shots = need("DRS_SHOTS");
 const extraPaths = (process.env.DRS_EXTRA_PATHS || "").split(/\s+/).filter(Boolean);
 fs.mkdirSync(shots, { recursive: true });
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 const context = await browser.newContext({ viewport: { width: 1440, height: 900 }, bypassCSP: true });
 const page = await context.newPage();
 const failures = [];

@@ -4,15 +4,10 @@
 // exam's case page lists the older exam of the same patient (and not another patient's),
 // and the comparison page shows the same eye of both exams with their images loaded.
 // Run by tests/review_browser.rs, which starts drscreen and passes the env below.
-import { chromium } from "playwright-core";
+import { expect, launch, need } from "./harness.mjs";
 import fs from "node:fs";
 import path from "node:path";
 
-const need = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set`);
-  return v;
-};
 const base = need("DRS_URL");
 const clinicianKey = need("DRS_CLINICIAN_KEY");
 const clinicianName = need("DRS_CLINICIAN_NAME");
@@ -23,15 +18,9 @@ const patient = need("DRS_PATIENT");
 const shots = need("DRS_SHOTS");
 fs.mkdirSync(shots, { recursive: true });
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 const page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
 const step = async (name) => page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
-const expect = (cond, what) => { if (!cond) throw new Error(`expected: ${what}`); };
 const rowOf = (id) => page.locator(`tr[data-href="/review/exams/${id}"]`);
 
 try {

@@ -6,15 +6,10 @@
 // warning, "Stay signed in", an expired submit that keeps the entries through sign-in,
 // and the folded amendment form. Screenshots go to $DRS_SHOTS.
 // Run by tests/review_browser.rs, which starts the two drscreen servers.
-import { chromium } from "playwright-core";
+import { expect, launch, need } from "./harness.mjs";
 import fs from "node:fs";
 import path from "node:path";
 
-const need = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set`);
-  return v;
-};
 const base = need("DRS_URL");
 const clinicianKey = need("DRS_CLINICIAN_KEY");
 const [first, second] = need("DRS_EXAMS").split(",");
@@ -24,15 +19,9 @@ const expiryExam = need("DRS_EXPIRY_EXAM");
 const shots = need("DRS_SHOTS");
 fs.mkdirSync(shots, { recursive: true });
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 let page = await browser.newPage({ viewport: { width: 1400, height: 1100 } });
 const step = async (name) => page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
-const expect = (cond, what) => { if (!cond) throw new Error(`expected: ${what}`); };
 const value = (sel) => page.$eval(sel, (e) => e.value);
 const errors = [];
 page.on("pageerror", (e) => errors.push(String(e)));

@@ -6,15 +6,10 @@
 // have units and limits; every time on every page is in one format with its zone.
 // Screenshots go to $DRS_SHOTS. Run by tests/review_browser.rs, which starts drscreen,
 // uploads the exams and passes the env below.
-import { chromium } from "playwright-core";
+import { expect, launch, need } from "./harness.mjs";
 import fs from "node:fs";
 import path from "node:path";
 
-const need = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set`);
-  return v;
-};
 const base = need("DRS_URL");
 const clinicianKey = need("DRS_CLINICIAN_KEY");
 const adminKey = need("DRS_ADMIN_KEY");
@@ -23,17 +18,11 @@ const ungradableExam = need("DRS_UNGRADABLE_EXAM_ID");
 const shots = need("DRS_SHOTS");
 fs.mkdirSync(shots, { recursive: true });
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 const page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
 const cspViolations = [];
 page.on("console", (m) => { if (/Content Security Policy/i.test(m.text())) cspViolations.push(m.text()); });
 const step = async (name) => page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
-const expect = (cond, what) => { if (!cond) throw new Error(`expected: ${what}`); };
 
 const NOTICE = "This model (dr-synth 1.4.0) was trained on synthetic images only and must not be used for patients.";
 const TIME = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC$/;

@@ -3,15 +3,10 @@
 // keyboard, show the heatmap and check it actually loaded, grade and sign off, then as
 // admin find the events in the audit log. Screenshots go to $DRS_SHOTS.
 // Run by tests/review_browser.rs, which starts drscreen and passes the env below.
-import { chromium } from "playwright-core";
+import { expect, launch, need } from "./harness.mjs";
 import fs from "node:fs";
 import path from "node:path";
 
-const need = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set`);
-  return v;
-};
 const base = need("DRS_URL");
 const clinicianKey = need("DRS_CLINICIAN_KEY");
 const adminKey = need("DRS_ADMIN_KEY");
@@ -19,15 +14,9 @@ const examId = need("DRS_EXAM_ID");
 const shots = need("DRS_SHOTS");
 fs.mkdirSync(shots, { recursive: true });
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 const page = await browser.newPage({ viewport: { width: 1400, height: 1100 } });
 const step = async (name) => page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
-const expect = (cond, what) => { if (!cond) throw new Error(`expected: ${what}`); };
 
 async function signIn(key) {
   await page.goto(`${base}/review`);

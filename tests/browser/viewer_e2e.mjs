@@ -6,15 +6,10 @@
 // changes them too; heatmap layers are fetched only when first shown, at the opacity
 // slider's value; the whole-window viewer is titled with the eye and exam.
 // Screenshots go to $DRS_SHOTS. Run by tests/review_browser.rs.
-import { chromium } from "playwright-core";
+import { expect, launch, need } from "./harness.mjs";
 import fs from "node:fs";
 import path from "node:path";
 
-const need = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set`);
-  return v;
-};
 const base = need("DRS_URL");
 const clinicianKey = need("DRS_CLINICIAN_KEY");
 const examId = need("DRS_EXAM_ID");
@@ -22,18 +17,12 @@ const examRef = need("DRS_EXAM_REF");
 const shots = need("DRS_SHOTS");
 fs.mkdirSync(shots, { recursive: true });
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 const page = await browser.newPage({ viewport: { width: 1440, height: 900 }, deviceScaleFactor: 1 });
 const requests = [];
 page.on("request", (r) => requests.push(new URL(r.url()).pathname + new URL(r.url()).search));
 const requested = (pattern) => requests.filter((u) => pattern.test(u));
 const shot = async (name) => page.screenshot({ path: path.join(shots, `${name}.png`) });
-const expect = (cond, what) => { if (!cond) throw new Error(`expected: ${what}`); };
 const consoleErrors = [];
 page.on("console", (m) => { if (m.type() === "error") consoleErrors.push(m.text()); });
 page.on("pageerror", (e) => consoleErrors.push(String(e)));
