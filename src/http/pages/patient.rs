@@ -70,7 +70,8 @@ pub fn model_vs_clinician(exam: &StoredExam, signed: &Review) -> String {
     t
 }
 
-fn exam_label(exam: &StoredExam) -> &str {
+/// How pages name an exam: its external reference, else the start of its id.
+pub(super) fn exam_label(exam: &StoredExam) -> &str {
     exam.external_exam_ref.as_deref().unwrap_or(&exam.id[..exam.id.len().min(8)])
 }
 

@@ -13,7 +13,7 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
 use super::html::{esc, outcome_badge, outcome_label, page, urlenc, when};
-use super::patient::{clinician_eye_text, model_eye_text};
+use super::patient::{clinician_eye_text, exam_label, model_eye_text};
 use super::{PageQuery, ReviewSession, error_page};
 use crate::grading::{ExamOutcome, Laterality};
 use crate::http::AppState;
@@ -208,7 +208,7 @@ async fn render(state: &AppState, user: &ReviewSession, q: WorklistQuery) -> Res
                 r#"<tr data-href="/review/exams/{id}" tabindex="0">{outcome_cells}<td>{at}</td><td><a href="/review/exams/{id}">{ext}</a></td><td>{patient_cell}</td>{r}{l}<td>{state}</td></tr>"#,
                 id = esc(&e.id),
                 at = when(&e.created_at),
-                ext = esc(e.external_exam_ref.as_deref().unwrap_or(&e.id[..e.id.len().min(8)])),
+                ext = esc(exam_label(e)),
                 r = eye(Laterality::Right),
                 l = eye(Laterality::Left),
                 state = if e.reviewed { "signed" } else { "open" },
