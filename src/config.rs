@@ -18,6 +18,7 @@ use crate::http::HttpLimits;
 use crate::model::{ExecutionProvider, RuntimeOptions};
 use crate::preprocess::{DecodeLimits, QualityLimits};
 use crate::service::ExamLimits;
+use crate::store::DatabaseUrl;
 // `[review]` belongs to the review rules; re-exported so the table reads in one place.
 pub use crate::review::ReviewConfig;
 
@@ -37,6 +38,8 @@ pub struct Config {
     pub listen: String,
     /// Where the SQLite database and the image store live.
     pub data_dir: PathBuf,
+    /// The database: `None` is SQLite in `data_dir` (one machine); PostgreSQL for replicas.
+    pub database_url: Option<DatabaseUrl>,
     /// Seconds `serve` waits for admitted work to finish on shutdown.
     pub shutdown_drain_secs: u64,
     /// The clinician review pages and agreement monitor.
@@ -47,6 +50,13 @@ pub struct Config {
     pub exams: ExamLimits,
     /// HTTP connection limits and timeouts.
     pub http: HttpLimits,
+}
+
+impl Config {
+    /// The database this configuration names (SQLite in the data directory by default).
+    pub fn database(&self) -> DatabaseUrl {
+        self.database_url.clone().unwrap_or_else(|| DatabaseUrl::Sqlite(self.data_dir.join("drscreen.sqlite3")))
+    }
 }
 
 impl Default for Config {
@@ -60,6 +70,7 @@ impl Default for Config {
             recall_months: 12,
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("data"),
+            database_url: None,
             shutdown_drain_secs: 30,
             review: ReviewConfig::default(),
             dicom: DicomConfig::default(),
@@ -322,6 +333,15 @@ impl KnobValue for Vec<String> {
     }
 }
 
+impl KnobValue for Option<DatabaseUrl> {
+    fn parse_knob(text: &str) -> Result<Self, String> {
+        text.parse().map(Some)
+    }
+    fn show_knob(&self) -> Option<String> {
+        self.as_ref().map(ToString::to_string)
+    }
+}
+
 /// `AE@host:port`, as `--sr-destination` takes it.
 impl KnobValue for Option<SrDestination> {
     fn parse_knob(text: &str) -> Result<Self, String> {
@@ -387,6 +407,7 @@ static KNOBS: LazyLock<Vec<Knob>> = LazyLock::new(|| {
         "recall-months" => recall_months: "Recall interval for a rescreen outcome, months";
         "listen" => listen: "HTTP listen address for serve";
         "data-dir" => data_dir: "Data directory: SQLite database and image store";
+        "database-url" => database_url, unset "sqlite://DATA_DIR/drscreen.sqlite3": "Database: sqlite://PATH (one machine) or postgres://user:password@host:port/db (replicas; pool of 16, 5 s connect and checkout timeouts, 30 s statement timeout)";
         "qa-rescreen-share" => review.qa_rescreen_share: "Share (0-1) of rescreen exams sampled onto the review worklist for QA";
         "session-idle-secs" => review.session_idle_secs: "Review sessions end after this many idle seconds";
         "secure-cookies" => review.secure_cookies: "Mark the review session cookie Secure (when served over HTTPS)";
@@ -450,6 +471,7 @@ mod tests {
         let mut with_options = Config::default();
         with_options.runtime.dylib = Some("lib.so".into());
         with_options.dicom.sr_destination = SrDestination::parse("PACS@pacs:104").ok();
+        with_options.database_url = "postgres://drs@db:5432/drscreen".parse().ok();
         let table = toml::Value::try_from(&with_options).unwrap();
         let mut flags = std::collections::HashSet::new();
         for knob in knobs() {

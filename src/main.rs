@@ -37,6 +37,8 @@ enum Command {
     Keys(cli::keys::KeysCommand),
     /// Load-generate against a running drscreen and report throughput and latency.
     Loadtest(cli::loadtest::LoadtestArgs),
+    /// Apply pending database schema migrations (serve also applies them at start-up).
+    Migrate,
 }
 
 #[derive(Subcommand)]
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
         Command::Serve => cli::serve::run(&cli.global),
         Command::Keys(cmd) => cli::keys::run(&cli.global, cmd),
         Command::Loadtest(args) => cli::loadtest::run(args),
+        Command::Migrate => cli::store::migrate(&cli.global),
     };
     match result {
         Ok(code) => code,

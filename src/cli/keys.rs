@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use drscreen::store::{KeyName, Role, Store};
+use drscreen::store::{KeyName, Role};
 
 use crate::cli::GlobalArgs;
 
@@ -48,14 +48,14 @@ pub fn run(global: &GlobalArgs, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
     let config = global.config()?;
     match cmd {
         KeysCommand::Create { role, name } => {
-            let store = Store::open(&config.data_dir)?;
+            let store = crate::cli::store::open_store(&config)?;
             let (id, key) = store.create_named_key(role, name.as_ref(), "cli")?;
             let named = name.as_ref().map(|n| format!(" for {}", n.as_str())).unwrap_or_default();
-            println!("created {} key {id}{named} in {}; store it now, it is not shown again:", role.as_str(), config.data_dir.display());
+            println!("created {} key {id}{named} in {}; store it now, it is not shown again:", role.as_str(), config.database());
             println!("{key}");
         }
         KeysCommand::List => {
-            let store = Store::open(&config.data_dir)?;
+            let store = crate::cli::store::open_store(&config)?;
             println!("{:<12}  {:<9}  {:<24}  {:<8}  name", "id", "role", "created", "state");
             for k in store.list_keys()? {
                 let state = if k.revoked { "revoked" } else { "active" };
@@ -63,11 +63,11 @@ pub fn run(global: &GlobalArgs, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
             }
         }
         KeysCommand::Revoke { id } => {
-            let store = Store::open(&config.data_dir)?;
+            let store = crate::cli::store::open_store(&config)?;
             if store.revoke_key(&id, "cli")? {
                 println!("revoked key {id}");
             } else {
-                anyhow::bail!("no active key with id {id} in {}", config.data_dir.display());
+                anyhow::bail!("no active key with id {id} in {}", config.database());
             }
         }
     }

@@ -6,6 +6,7 @@ pub mod keys;
 pub mod loadtest;
 pub mod serve;
 pub mod settings;
+pub mod store;
 pub mod validate;
 
 pub use settings::GlobalArgs;

@@ -7,13 +7,12 @@ use std::time::Duration;
 use anyhow::Context;
 use drscreen::http::{self, AppState};
 use drscreen::service::ScreeningService;
-use drscreen::store::Store;
 
 use crate::cli::GlobalArgs;
 
 pub fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let config = global.config()?;
-    let store = Store::open(&config.data_dir).with_context(|| format!("cannot open the data directory {}", config.data_dir.display()))?;
+    let store = crate::cli::store::open_store(&config)?;
     let screener = crate::cli::start_screener(&config)?;
     let model = screener.engine.model();
     tracing::info!(

@@ -225,8 +225,14 @@ impl ScreeningService {
     /// Marks a study as failed (audited) so it is not retried until a new instance arrives.
     async fn fail_study(&self, study: &DueStudy, reason: String) -> Result<(), ServiceError> {
         let store = self.store.clone();
-        let (uid, seq) = (study.study_uid.clone(), study.last_seq);
-        Ok(blocking(move || store.fail_study(&uid, seq, &reason)).await??)
+        let study = study.clone();
+        match blocking(move || store.fail_study(&study, &reason)).await? {
+            Err(StoreError::LeaseLost(why)) => {
+                tracing::warn!(%why, "study taken over by another replica; its failure is not recorded here");
+                Ok(())
+            }
+            other => Ok(other?),
+        }
     }
 
     /// Reads a study's frames and their images. Native frames are graded from the decoded

@@ -2,10 +2,23 @@
 //! SOP Instance UID, so a repeated store is a no-op), their frames, the instances behind
 //! each exam, and the SR outbox. Every write that is a clinical action appends its audit
 //! event in the same transaction.
+//!
+//! Background work runs once across replicas: the grader and the SR sender *claim* due
+//! rows with a lease (`lease_owner`, `lease_until`; `FOR UPDATE SKIP LOCKED` on
+//! PostgreSQL, the single writer lock on SQLite), and the grading commit is fenced on
+//! still holding the lease, so a replica that stalled past its lease cannot commit a
+//! second exam for a study another replica has taken over. A replica that dies leaves
+//! its claims to the others once the lease expires.
 
-use rusqlite::{OptionalExtension, Transaction, params};
-
+use super::sql::{Dialect, Row, Tx, args};
 use super::{Store, StoreError, now_rfc3339};
+
+/// How long a claimed study is reserved for the replica grading it.
+pub const STUDY_LEASE_SECS: f64 = 60.0;
+/// How long a claimed SR push is reserved for the replica sending it.
+pub const OUTBOX_LEASE_SECS: f64 = 60.0;
+/// How many rows one claim takes.
+const CLAIM_BATCH: i64 = 4;
 
 /// A received instance to record (its blobs are already stored).
 #[derive(Debug, Clone)]
@@ -42,6 +55,8 @@ pub struct DueStudy {
     pub patient_id: Option<String>,
     pub last_seq: i64,
     pub previous_exam: Option<String>,
+    /// The replica holding the study's lease (this one, when claimed here).
+    pub lease_owner: String,
 }
 
 /// One frame of a study, in receive order.
@@ -82,29 +97,55 @@ fn unix_now() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
-fn audit(tx: &Transaction<'_>, actor: &str, action: &str, object: &str, detail: &str) -> Result<(), StoreError> {
+fn audit(tx: &mut dyn Tx, actor: &str, action: &str, object: &str, detail: &str) -> Result<(), StoreError> {
     super::append_audit(tx, &now_rfc3339(), actor, action, Some(object), Some(detail))
+}
+
+/// PostgreSQL's row locks for a claim: rows another replica is claiming right now are
+/// skipped, not waited for. SQLite has one writer at a time, so nothing to add.
+fn skip_locked(tx: &dyn Tx) -> &'static str {
+    match tx.dialect() {
+        Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+        Dialect::Sqlite => "",
+    }
+}
+
+fn due_study_from_row(r: &Row) -> Result<DueStudy, StoreError> {
+    Ok(DueStudy {
+        study_uid: r.get(0)?,
+        submitted_by: r.get(1)?,
+        patient_id: r.get(2)?,
+        last_seq: r.get(3)?,
+        previous_exam: r.get(4)?,
+        lease_owner: r.get(5)?,
+    })
 }
 
 /// Links a new exam to its study and source frames, queues its SR push, and audits the
 /// grading; runs inside the exam's transaction.
 pub fn link_exam(
-    tx: &Transaction<'_>,
+    tx: &mut dyn Tx,
     exam_id: &str,
     study: &DueStudy,
     sources: &[(String, i64)],
     sr_destination: Option<&str>,
 ) -> Result<(), StoreError> {
+    // The fence: only the lease holder may record the grading. Zero rows means another
+    // replica took the study over; this whole transaction (the exam too) rolls back.
+    let fenced = tx.execute(
+        "UPDATE dicom_studies SET graded_seq = ?2, state = 'graded', exam_id = ?3, lease_owner = NULL, lease_until = NULL
+         WHERE study_uid = ?1 AND lease_owner = ?4",
+        args![&study.study_uid, study.last_seq, exam_id, &study.lease_owner],
+    )?;
+    if fenced == 0 {
+        return Err(StoreError::LeaseLost(format!("study {} is being graded by another replica", study.study_uid)));
+    }
     for (idx, (sop, frame)) in sources.iter().enumerate() {
         tx.execute(
             "INSERT INTO dicom_exam_sources (exam_id, idx, sop_instance_uid, frame) VALUES (?1, ?2, ?3, ?4)",
-            params![exam_id, idx as i64, sop, frame],
+            args![exam_id, idx as i64, sop, *frame],
         )?;
     }
-    tx.execute(
-        "UPDATE dicom_studies SET graded_seq = ?2, state = 'graded', exam_id = ?3 WHERE study_uid = ?1",
-        params![study.study_uid, study.last_seq, exam_id],
-    )?;
     let (action, detail) = match &study.previous_exam {
         Some(prev) => ("dicom.study.regraded", format!("exam {exam_id} supersedes {prev}; {} images", sources.len())),
         None => ("dicom.study.graded", format!("exam {exam_id}; {} images", sources.len())),
@@ -113,7 +154,7 @@ pub fn link_exam(
     if let Some(dest) = sr_destination {
         tx.execute(
             "INSERT INTO sr_outbox (exam_id, destination, created_at, next_attempt_unix) VALUES (?1, ?2, ?3, ?4)",
-            params![exam_id, dest, now_rfc3339(), unix_now()],
+            args![exam_id, dest, now_rfc3339(), unix_now()],
         )?;
     }
     Ok(())
@@ -122,10 +163,7 @@ pub fn link_exam(
 impl Store {
     /// Whether an instance with this SOP Instance UID was already received.
     pub fn dicom_instance_exists(&self, sop_instance_uid: &str) -> Result<bool, StoreError> {
-        let found: Option<i64> = self
-            .conn()?
-            .query_row("SELECT seq FROM dicom_instances WHERE sop_instance_uid = ?1", [sop_instance_uid], |r| r.get(0))
-            .optional()?;
+        let found = self.db.read(|tx| tx.query_opt("SELECT seq FROM dicom_instances WHERE sop_instance_uid = ?1", args![sop_instance_uid]))?;
         Ok(found.is_some())
     }
 
@@ -134,200 +172,229 @@ impl Store {
     /// PatientID: an instance naming the study from another source or for another patient
     /// is refused and audited, never merged, so an exam never mixes two patients.
     pub fn record_dicom_instance(&self, actor: &str, via: &str, inst: &NewInstance) -> Result<Recorded, StoreError> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction()?;
-        let exists: Option<i64> = tx
-            .query_row("SELECT seq FROM dicom_instances WHERE sop_instance_uid = ?1", [&inst.sop_instance_uid], |r| r.get(0))
-            .optional()?;
-        if exists.is_some() {
-            return Ok(Recorded::Duplicate);
-        }
-        let owner: Option<(String, Option<String>)> = tx
-            .query_row("SELECT submitted_by, patient_id FROM dicom_studies WHERE study_uid = ?1", [&inst.study_uid], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?;
-        if let Some((source, patient)) = owner {
-            let reason = if source != actor {
-                Some("the study was opened by another source (calling AE title or API key)")
-            } else if patient.as_deref() != inst.patient_id.as_deref() {
-                Some("the instance's PatientID differs from the study's")
-            } else {
-                None
-            };
-            if let Some(reason) = reason {
-                // The refusal is audited (who tried, which instance) without patient data.
-                let detail = format!("{} via {via} refused: {reason}", inst.sop_instance_uid);
-                super::append_audit(&tx, &now_rfc3339(), actor, "dicom.instance.refused", Some(&inst.study_uid), Some(&detail))?;
-                tx.commit()?;
-                return Ok(Recorded::Conflict(reason));
+        self.db.write(|tx| {
+            if tx.dialect() == Dialect::Postgres {
+                // Instances of one study may arrive at several replicas at once: one at a
+                // time per study, so the ownership checks below and the study's sequence
+                // numbers (committed in the order they were taken) cannot interleave.
+                tx.execute("SELECT pg_advisory_xact_lock(hashtext(?1))", args![&inst.study_uid])?;
             }
-        }
-        let now = now_rfc3339();
-        tx.execute(
-            "INSERT INTO dicom_studies (study_uid, submitted_by, patient_id, patient_name, first_received_at, last_received_at, last_received_unix, last_seq, state)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, 0, 'receiving')
-             ON CONFLICT(study_uid) DO UPDATE SET last_received_at = ?5, last_received_unix = ?6, state = 'receiving',
-               patient_id = COALESCE(dicom_studies.patient_id, ?3), patient_name = COALESCE(dicom_studies.patient_name, ?4)",
-            params![inst.study_uid, actor, inst.patient_id, inst.patient_name, now, unix_now()],
-        )?;
-        tx.execute(
-            "INSERT INTO dicom_instances (sop_instance_uid, sop_class_uid, study_uid, series_uid, laterality, transfer_syntax, sha256, received_at, received_via)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![
-                inst.sop_instance_uid,
-                inst.sop_class_uid,
-                inst.study_uid,
-                inst.series_uid,
-                inst.laterality,
-                inst.transfer_syntax,
-                inst.sha256,
-                now,
-                via
-            ],
-        )?;
-        let seq = tx.last_insert_rowid();
-        tx.execute("UPDATE dicom_studies SET last_seq = ?2 WHERE study_uid = ?1", params![inst.study_uid, seq])?;
-        for (i, (sha, media)) in inst.frames.iter().enumerate() {
+            let exists = tx.query_opt("SELECT seq FROM dicom_instances WHERE sop_instance_uid = ?1", args![&inst.sop_instance_uid])?;
+            if exists.is_some() {
+                return Ok(Recorded::Duplicate);
+            }
+            let owner = tx.query_opt("SELECT submitted_by, patient_id FROM dicom_studies WHERE study_uid = ?1", args![&inst.study_uid])?;
+            if let Some(row) = owner {
+                let (source, patient): (String, Option<String>) = (row.get(0)?, row.get(1)?);
+                let reason = if source != actor {
+                    Some("the study was opened by another source (calling AE title or API key)")
+                } else if patient.as_deref() != inst.patient_id.as_deref() {
+                    Some("the instance's PatientID differs from the study's")
+                } else {
+                    None
+                };
+                if let Some(reason) = reason {
+                    // The refusal is audited (who tried, which instance) without patient data.
+                    let detail = format!("{} via {via} refused: {reason}", inst.sop_instance_uid);
+                    super::append_audit(tx, &now_rfc3339(), actor, "dicom.instance.refused", Some(&inst.study_uid), Some(&detail))?;
+                    return Ok(Recorded::Conflict(reason));
+                }
+            }
+            let now = now_rfc3339();
             tx.execute(
-                "INSERT INTO dicom_frames (sop_instance_uid, frame, sha256, media_type) VALUES (?1, ?2, ?3, ?4)",
-                params![inst.sop_instance_uid, i as i64 + 1, sha, media],
+                "INSERT INTO dicom_studies (study_uid, submitted_by, patient_id, patient_name, first_received_at, last_received_at, last_received_unix, last_seq, state)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, 0, 'receiving')
+                 ON CONFLICT(study_uid) DO UPDATE SET last_received_at = ?5, last_received_unix = ?6, state = 'receiving',
+                   patient_id = COALESCE(dicom_studies.patient_id, ?3), patient_name = COALESCE(dicom_studies.patient_name, ?4)",
+                args![&inst.study_uid, actor, &inst.patient_id, &inst.patient_name, &now, unix_now()],
             )?;
-        }
-        audit(
-            &tx,
-            actor,
-            "dicom.instance.received",
-            &inst.study_uid,
-            &format!("{} via {via}; {} frame(s), {}", inst.sop_instance_uid, inst.frames.len(), inst.laterality),
-        )?;
-        tx.commit()?;
-        Ok(Recorded::New)
+            let seq: i64 = tx
+                .query_opt(
+                    "INSERT INTO dicom_instances (sop_instance_uid, sop_class_uid, study_uid, series_uid, laterality, transfer_syntax, sha256, received_at, received_via)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING seq",
+                    args![
+                        &inst.sop_instance_uid,
+                        &inst.sop_class_uid,
+                        &inst.study_uid,
+                        &inst.series_uid,
+                        &inst.laterality,
+                        &inst.transfer_syntax,
+                        &inst.sha256,
+                        &now,
+                        via
+                    ],
+                )?
+                .ok_or_else(|| StoreError::Corrupt("an insert returned no sequence number".into()))?
+                .get(0)?;
+            tx.execute("UPDATE dicom_studies SET last_seq = ?2 WHERE study_uid = ?1", args![&inst.study_uid, seq])?;
+            for (i, (sha, media)) in inst.frames.iter().enumerate() {
+                tx.execute(
+                    "INSERT INTO dicom_frames (sop_instance_uid, frame, sha256, media_type) VALUES (?1, ?2, ?3, ?4)",
+                    args![&inst.sop_instance_uid, i as i64 + 1, sha, media],
+                )?;
+            }
+            audit(
+                tx,
+                actor,
+                "dicom.instance.received",
+                &inst.study_uid,
+                &format!("{} via {via}; {} frame(s), {}", inst.sop_instance_uid, inst.frames.len(), inst.laterality),
+            )?;
+            Ok(Recorded::New)
+        })
     }
 
-    /// Studies with ungraded instances, quiet for at least `stable_secs`.
+    /// Claims (for [`STUDY_LEASE_SECS`]) studies with ungraded instances, quiet for at
+    /// least `stable_secs`, that no other replica holds.
     pub fn due_studies(&self, stable_secs: f64) -> Result<Vec<DueStudy>, StoreError> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT study_uid, submitted_by, patient_id, last_seq, exam_id FROM dicom_studies
-             WHERE last_seq > graded_seq AND last_received_unix <= ?1 ORDER BY last_received_unix LIMIT 16",
-        )?;
-        let rows = stmt.query_map([unix_now() - stable_secs], |r| {
-            Ok(DueStudy {
-                study_uid: r.get(0)?,
-                submitted_by: r.get(1)?,
-                patient_id: r.get(2)?,
-                last_seq: r.get(3)?,
-                previous_exam: r.get(4)?,
-            })
+        let now = unix_now();
+        self.db.write(|tx| {
+            let sql = format!(
+                "UPDATE dicom_studies SET lease_owner = ?1, lease_until = ?2
+                 WHERE study_uid IN (SELECT study_uid FROM dicom_studies
+                     WHERE last_seq > graded_seq AND last_received_unix <= ?3 AND (lease_until IS NULL OR lease_until < ?4)
+                     ORDER BY last_received_unix LIMIT ?5{})
+                 RETURNING study_uid, submitted_by, patient_id, last_seq, exam_id, lease_owner",
+                skip_locked(tx)
+            );
+            let rows = tx.query(&sql, args![&*self.replica, now + STUDY_LEASE_SECS, now - stable_secs, now, CLAIM_BATCH])?;
+            rows.iter().map(due_study_from_row).collect()
+        })
+    }
+
+    /// Gives a claimed study back at once (grading was deferred, not failed), so the next
+    /// pass of any replica can take it.
+    pub fn release_study(&self, study: &DueStudy) -> Result<(), StoreError> {
+        self.db.write(|tx| {
+            tx.execute(
+                "UPDATE dicom_studies SET lease_owner = NULL, lease_until = NULL WHERE study_uid = ?1 AND lease_owner = ?2",
+                args![&study.study_uid, &study.lease_owner],
+            )
         })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        Ok(())
     }
 
     /// Every frame of a study received up to `upto_seq`, in receive order.
     pub fn study_frames(&self, study_uid: &str, upto_seq: i64) -> Result<Vec<StudyFrame>, StoreError> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT i.sop_instance_uid, f.frame, f.sha256, f.media_type, i.laterality, i.sha256, i.received_via
-             FROM dicom_instances i JOIN dicom_frames f ON f.sop_instance_uid = i.sop_instance_uid
-             WHERE i.study_uid = ?1 AND i.seq <= ?2 ORDER BY i.seq, f.frame",
-        )?;
-        let rows = stmt.query_map(params![study_uid, upto_seq], |r| {
-            Ok(StudyFrame {
-                sop_instance_uid: r.get(0)?,
-                frame: r.get(1)?,
-                sha256: r.get(2)?,
-                media_type: r.get(3)?,
-                laterality: r.get(4)?,
-                instance_sha256: r.get(5)?,
-                received_via: r.get(6)?,
-            })
+        let rows = self.db.read(|tx| {
+            tx.query(
+                "SELECT i.sop_instance_uid, f.frame, f.sha256, f.media_type, i.laterality, i.sha256, i.received_via
+                 FROM dicom_instances i JOIN dicom_frames f ON f.sop_instance_uid = i.sop_instance_uid
+                 WHERE i.study_uid = ?1 AND i.seq <= ?2 ORDER BY i.seq, f.frame",
+                args![study_uid, upto_seq],
+            )
         })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        rows.iter()
+            .map(|r| {
+                Ok(StudyFrame {
+                    sop_instance_uid: r.get(0)?,
+                    frame: r.get(1)?,
+                    sha256: r.get(2)?,
+                    media_type: r.get(3)?,
+                    laterality: r.get(4)?,
+                    instance_sha256: r.get(5)?,
+                    received_via: r.get(6)?,
+                })
+            })
+            .collect()
     }
 
-    /// Marks a study's instances up to `last_seq` as ungradable (audited), so the grader
-    /// does not retry them until new instances arrive.
-    pub fn fail_study(&self, study_uid: &str, last_seq: i64, reason: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction()?;
-        tx.execute("UPDATE dicom_studies SET graded_seq = ?2, state = 'failed' WHERE study_uid = ?1", params![study_uid, last_seq])?;
-        audit(&tx, "dicom", "dicom.study.failed", study_uid, reason)?;
-        tx.commit()?;
-        Ok(())
+    /// Marks a claimed study's instances up to its `last_seq` as ungradable (audited), so
+    /// the grader does not retry them until new instances arrive. Fenced on the lease like
+    /// a grading.
+    pub fn fail_study(&self, study: &DueStudy, reason: &str) -> Result<(), StoreError> {
+        self.db.write(|tx| {
+            let changed = tx.execute(
+                "UPDATE dicom_studies SET graded_seq = ?2, state = 'failed', lease_owner = NULL, lease_until = NULL
+                 WHERE study_uid = ?1 AND lease_owner = ?3",
+                args![&study.study_uid, study.last_seq, &study.lease_owner],
+            )?;
+            if changed == 0 {
+                return Err(StoreError::LeaseLost(format!("study {} is being graded by another replica", study.study_uid)));
+            }
+            audit(tx, "dicom", "dicom.study.failed", &study.study_uid, reason)
+        })
     }
 
     /// The DICOM study state of a StudyInstanceUID: (state, exam id).
     pub fn dicom_study_state(&self, study_uid: &str) -> Result<Option<(String, Option<String>)>, StoreError> {
-        Ok(self
-            .conn()?
-            .query_row("SELECT state, exam_id FROM dicom_studies WHERE study_uid = ?1", [study_uid], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?)
+        let row = self.db.read(|tx| tx.query_opt("SELECT state, exam_id FROM dicom_studies WHERE study_uid = ?1", args![study_uid]))?;
+        row.map(|r| Ok((r.get(0)?, r.get(1)?))).transpose()
     }
 
     /// The source instances of an exam graded from DICOM (empty for other exams).
     pub fn exam_sources(&self, exam_id: &str) -> Result<Vec<ExamSource>, StoreError> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT s.idx, i.sop_class_uid, i.sop_instance_uid, i.series_uid, i.study_uid, s.frame, i.sha256
-             FROM dicom_exam_sources s JOIN dicom_instances i ON i.sop_instance_uid = s.sop_instance_uid
-             WHERE s.exam_id = ?1 ORDER BY s.idx",
-        )?;
-        let rows = stmt.query_map([exam_id], |r| {
-            Ok(ExamSource {
-                idx: r.get(0)?,
-                sop_class_uid: r.get(1)?,
-                sop_instance_uid: r.get(2)?,
-                series_uid: r.get(3)?,
-                study_uid: r.get(4)?,
-                frame: r.get(5)?,
-                instance_sha256: r.get(6)?,
+        let rows = self.db.read(|tx| {
+            tx.query(
+                "SELECT s.idx, i.sop_class_uid, i.sop_instance_uid, i.series_uid, i.study_uid, s.frame, i.sha256
+                 FROM dicom_exam_sources s JOIN dicom_instances i ON i.sop_instance_uid = s.sop_instance_uid
+                 WHERE s.exam_id = ?1 ORDER BY s.idx",
+                args![exam_id],
+            )
+        })?;
+        rows.iter()
+            .map(|r| {
+                Ok(ExamSource {
+                    idx: r.get(0)?,
+                    sop_class_uid: r.get(1)?,
+                    sop_instance_uid: r.get(2)?,
+                    series_uid: r.get(3)?,
+                    study_uid: r.get(4)?,
+                    frame: r.get(5)?,
+                    instance_sha256: r.get(6)?,
+                })
             })
-        })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            .collect()
     }
 
-    /// SR pushes whose next attempt is due.
+    /// Claims (for [`OUTBOX_LEASE_SECS`]) SR pushes whose next attempt is due and that no
+    /// other replica holds.
     pub fn due_outbox(&self) -> Result<Vec<DueOutbox>, StoreError> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, exam_id, destination, attempts FROM sr_outbox WHERE sent_at IS NULL AND next_attempt_unix <= ?1 ORDER BY id LIMIT 16",
-        )?;
-        let rows = stmt.query_map([unix_now()], |r| {
-            Ok(DueOutbox { id: r.get(0)?, exam_id: r.get(1)?, destination: r.get(2)?, attempts: r.get(3)? })
-        })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        let now = unix_now();
+        self.db.write(|tx| {
+            let sql = format!(
+                "UPDATE sr_outbox SET lease_owner = ?1, lease_until = ?2
+                 WHERE id IN (SELECT id FROM sr_outbox
+                     WHERE sent_at IS NULL AND next_attempt_unix <= ?3 AND (lease_until IS NULL OR lease_until < ?3)
+                     ORDER BY id LIMIT ?4{})
+                 RETURNING id, exam_id, destination, attempts",
+                skip_locked(tx)
+            );
+            let rows = tx.query(&sql, args![&*self.replica, now + OUTBOX_LEASE_SECS, now, CLAIM_BATCH])?;
+            let mut due: Vec<DueOutbox> = rows
+                .iter()
+                .map(|r| Ok(DueOutbox { id: r.get(0)?, exam_id: r.get(1)?, destination: r.get(2)?, attempts: r.get(3)? }))
+                .collect::<Result<_, StoreError>>()?;
+            due.sort_by_key(|d| d.id);
+            Ok(due)
+        })
     }
 
-    /// Records a delivered SR push (audited).
+    /// Records a delivered SR push (audited) and ends its lease.
     pub fn outbox_sent(&self, item: &DueOutbox, sop_instance_uid: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction()?;
-        tx.execute(
-            "UPDATE sr_outbox SET sent_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1",
-            params![item.id, now_rfc3339()],
-        )?;
-        audit(&tx, "dicom", "dicom.sr.sent", &item.exam_id, &format!("SR {sop_instance_uid} to {}", item.destination))?;
-        tx.commit()?;
-        Ok(())
+        self.db.write(|tx| {
+            tx.execute(
+                "UPDATE sr_outbox SET sent_at = ?2, attempts = attempts + 1, last_error = NULL, lease_owner = NULL, lease_until = NULL WHERE id = ?1",
+                args![item.id, now_rfc3339()],
+            )?;
+            audit(tx, "dicom", "dicom.sr.sent", &item.exam_id, &format!("SR {sop_instance_uid} to {}", item.destination))
+        })
     }
 
     /// Records a failed SR push and when to retry it (audited; the row stays queued).
     pub fn outbox_failed(&self, item: &DueOutbox, retry_in_secs: f64, error: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction()?;
-        tx.execute(
-            "UPDATE sr_outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_unix = ?3 WHERE id = ?1",
-            params![item.id, error, unix_now() + retry_in_secs],
-        )?;
-        audit(
-            &tx,
-            "dicom",
-            "dicom.sr.failed",
-            &item.exam_id,
-            &format!("attempt {} to {}: {error}; retry in {retry_in_secs:.0}s", item.attempts + 1, item.destination),
-        )?;
-        tx.commit()?;
-        Ok(())
+        self.db.write(|tx| {
+            tx.execute(
+                "UPDATE sr_outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_unix = ?3, lease_owner = NULL, lease_until = NULL WHERE id = ?1",
+                args![item.id, error, unix_now() + retry_in_secs],
+            )?;
+            audit(
+                tx,
+                "dicom",
+                "dicom.sr.failed",
+                &item.exam_id,
+                &format!("attempt {} to {}: {error}; retry in {retry_in_secs:.0}s", item.attempts + 1, item.destination),
+            )
+        })
     }
 }

@@ -7,9 +7,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use rusqlite::{Connection, OptionalExtension, params};
 use sha2::Digest;
 
+use super::sql::{Tx, args};
 use super::{Role, Store, StoreError, append_audit, now_rfc3339, random_hex};
 use crate::review::Review;
 
@@ -56,20 +56,19 @@ pub struct KeyRecord {
 }
 
 /// The display name of each of `ids` that has one (one lookup per distinct id).
-pub(crate) fn names_of<'a>(conn: &Connection, ids: impl IntoIterator<Item = &'a str>) -> Result<HashMap<String, String>, StoreError> {
-    let mut stmt = conn.prepare_cached("SELECT name FROM api_keys WHERE id = ?1 AND name IS NOT NULL")?;
+pub(crate) fn names_of<'a>(tx: &mut dyn Tx, ids: impl IntoIterator<Item = &'a str>) -> Result<HashMap<String, String>, StoreError> {
     let mut out = HashMap::new();
     for id in ids.into_iter().collect::<BTreeSet<_>>() {
-        if let Some(name) = stmt.query_row([id], |r| r.get::<_, String>(0)).optional()? {
-            out.insert(id.to_string(), name);
+        if let Some(row) = tx.query_opt("SELECT name FROM api_keys WHERE id = ?1 AND name IS NOT NULL", args![id])? {
+            out.insert(id.to_string(), row.get(0)?);
         }
     }
     Ok(out)
 }
 
 /// Sets each review's `reviewer_name` from its reviewer's key.
-pub(crate) fn fill_reviewer_names(conn: &Connection, reviews: &mut [Review]) -> Result<(), StoreError> {
-    let names = names_of(conn, reviews.iter().map(|r| r.reviewer.as_str()))?;
+pub(crate) fn fill_reviewer_names(tx: &mut dyn Tx, reviews: &mut [Review]) -> Result<(), StoreError> {
+    let names = names_of(tx, reviews.iter().map(|r| r.reviewer.as_str()))?;
     for r in reviews {
         r.reviewer_name = names.get(&r.reviewer).cloned();
     }
@@ -84,34 +83,31 @@ impl Store {
         let secret = format!("drs_{id}_{}", random_hex(24)?);
         let hash = hex::encode(sha2::Sha256::digest(secret.as_bytes()));
         let now = now_rfc3339();
-        let mut conn = self.conn()?;
-        let tx = conn.transaction()?;
-        tx.execute(
-            "INSERT INTO api_keys (id, role, hash, created_at, revoked, name) VALUES (?1, ?2, ?3, ?4, 0, ?5)",
-            params![id, role.as_str(), hash, now, name.map(KeyName::as_str)],
-        )?;
         let detail = match name {
             Some(n) => format!("{}, name {}", role.as_str(), n.as_str()),
             None => role.as_str().to_string(),
         };
-        append_audit(&tx, &now, actor, "key.create", Some(&id), Some(&detail))?;
-        tx.commit()?;
+        self.db.write(|tx| {
+            tx.execute(
+                "INSERT INTO api_keys (id, role, hash, created_at, revoked, name) VALUES (?1, ?2, ?3, ?4, 0, ?5)",
+                args![&id, role.as_str(), &hash, &now, name.map(KeyName::as_str)],
+            )?;
+            append_audit(tx, &now, actor, "key.create", Some(&id), Some(&detail))
+        })?;
         Ok((id, secret))
     }
 
     /// Every API key, oldest first.
     pub fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare("SELECT id, role, name, created_at, revoked FROM api_keys ORDER BY created_at, id")?;
-        let rows = stmt.query_map([], |r| {
-            Ok(KeyRecord { id: r.get(0)?, role: r.get(1)?, name: r.get(2)?, created_at: r.get(3)?, revoked: r.get(4)? })
-        })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        let rows = self.db.read(|tx| tx.query("SELECT id, role, name, created_at, revoked FROM api_keys ORDER BY created_at, id", &[]))?;
+        rows.iter()
+            .map(|r| Ok(KeyRecord { id: r.get(0)?, role: r.get(1)?, name: r.get(2)?, created_at: r.get(3)?, revoked: r.get(4)? }))
+            .collect()
     }
 
     /// The display names of the given key ids (those that have one).
     pub fn key_names<'a>(&self, ids: impl IntoIterator<Item = &'a str>) -> Result<HashMap<String, String>, StoreError> {
-        names_of(&*self.conn()?, ids)
+        self.db.read(|tx| names_of(tx, ids))
     }
 }
 

@@ -11,29 +11,46 @@ mod keys;
 mod migrations;
 mod reviews;
 mod sessions;
+pub mod sql;
+mod url;
 
 pub use context::PatientExam;
 pub use keys::{KeyName, KeyRecord, MAX_KEY_NAME_CHARS};
 pub use reviews::{ReviewSaveError, SaveKind};
 pub use sessions::Session;
+pub use url::DatabaseUrl;
 
-pub use dicom::{DueOutbox, DueStudy, ExamSource, NewInstance, Recorded, StudyFrame, link_exam};
+pub use dicom::{DueOutbox, DueStudy, ExamSource, NewInstance, OUTBOX_LEASE_SECS, Recorded, STUDY_LEASE_SECS, StudyFrame, link_exam};
+pub use migrations::LATEST as SCHEMA_VERSION;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 use crate::grading::{ExamOutcome, ExamResult, ImageFinding, Laterality};
+use sql::{Db, Dialect, Row, Tx, Value, args};
 
 /// Storage failures.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("database error: {0}")]
+    Postgres(String),
+    /// The database (or object store) cannot be reached now; the caller answers 503 with
+    /// Retry-After and nothing was acknowledged.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    #[error("storage configuration: {0}")]
+    Config(String),
+    /// Background work whose lease another replica now holds: this replica's attempt is
+    /// rolled back and dropped (the holder does the work).
+    #[error("lease lost: {0}")]
+    LeaseLost(String),
     #[error("storage I/O error on {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("stored data is invalid: {0}")]
@@ -44,7 +61,7 @@ pub enum StoreError {
 
 /// Extra writes an edge commits in the same transaction as the exam (the DICOM study
 /// grader links the exam to its study and source instances); gets the new exam id.
-pub type CommitHook = Box<dyn FnOnce(&rusqlite::Transaction<'_>, &str) -> Result<(), StoreError> + Send>;
+pub type CommitHook = Box<dyn FnOnce(&mut dyn Tx, &str) -> Result<(), StoreError> + Send>;
 
 /// API key roles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,17 +145,14 @@ pub struct StoredExam {
 /// when given one, so an action and its audit event commit together. `at` is passed in
 /// so an event can carry the same timestamp as the row it records.
 pub(crate) fn append_audit(
-    conn: &Connection,
+    tx: &mut dyn Tx,
     at: &str,
     actor: &str,
     action: &str,
     object: Option<&str>,
     detail: Option<&str>,
 ) -> Result<(), StoreError> {
-    conn.execute(
-        "INSERT INTO audit (at, actor, action, object, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![at, actor, action, object, detail],
-    )?;
+    tx.execute("INSERT INTO audit (at, actor, action, object, detail) VALUES (?1, ?2, ?3, ?4, ?5)", args![at, actor, action, object, detail])?;
     Ok(())
 }
 
@@ -229,8 +243,11 @@ pub struct WorklistFilter {
 /// Handle to the store; clone freely.
 #[derive(Clone)]
 pub struct Store {
-    conn: Arc<Mutex<Connection>>,
+    db: Db,
     images_dir: PathBuf,
+    /// This process's name in leases (`host-pid-random`), so a replica can tell its own
+    /// claims from another's.
+    replica: Arc<str>,
 }
 
 /// Current UTC time as RFC 3339 with milliseconds (sorts lexically).
@@ -248,31 +265,102 @@ pub fn random_hex(bytes: usize) -> Result<String, StoreError> {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store in `data_dir` and applies migrations.
+    /// Opens (creating if needed) the single-machine store in `data_dir`: SQLite in
+    /// `drscreen.sqlite3` and originals under `images/`; applies migrations.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| StoreError::Io { path, source }
-        };
         let images_dir = data_dir.join("images");
-        std::fs::create_dir_all(&images_dir).map_err(io(&images_dir))?;
-        let db = data_dir.join("drscreen.sqlite3");
-        let mut conn = Connection::open(&db)?;
+        std::fs::create_dir_all(&images_dir).map_err(|source| StoreError::Io { path: images_dir.clone(), source })?;
+        let db = Self::open_sqlite(&data_dir.join("drscreen.sqlite3"))?;
+        Self::with_db(db, images_dir)
+    }
+
+    /// Opens the SQLite database at `path` with the durability settings every backend
+    /// promises (WAL, `synchronous=FULL`, foreign keys) and applies migrations.
+    fn open_sqlite(path: &Path) -> Result<Db, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io { path: dir.to_path_buf(), source })?;
+        }
+        let mut conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         migrations::apply(&mut conn)?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)), images_dir })
+        Ok(Db::Sqlite(Arc::new(Mutex::new(conn))))
     }
 
-    fn conn(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
-        self.conn.lock().map_err(|_| StoreError::Poisoned)
+    /// Opens the store a deployment names: `database` (SQLite or PostgreSQL) and the
+    /// originals under `images_dir`. PostgreSQL migrations are applied under the
+    /// migration lock unless `migrate` is false (then the schema must already be current).
+    pub fn connect(database: &DatabaseUrl, images_dir: &Path, migrate: bool) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(images_dir).map_err(|source| StoreError::Io { path: images_dir.to_path_buf(), source })?;
+        let db = match database {
+            DatabaseUrl::Sqlite(path) => Self::open_sqlite(path)?,
+            DatabaseUrl::Postgres(url) => {
+                let db = Db::postgres(url)?;
+                let version = if migrate {
+                    db.with_postgres_client(|c| migrations::apply_postgres(c).map(|_| migrations::LATEST))?
+                } else {
+                    db.with_postgres_client(migrations::postgres_version)?
+                };
+                if version != migrations::LATEST {
+                    return Err(StoreError::Config(format!(
+                        "the database has schema version {version}, this build needs {}: run `drscreen migrate`",
+                        migrations::LATEST
+                    )));
+                }
+                db
+            }
+        };
+        Self::with_db(db, images_dir.to_path_buf())
+    }
+
+    /// Applies pending migrations to `database`; returns the versions applied now.
+    pub fn migrate(database: &DatabaseUrl) -> Result<Vec<i64>, StoreError> {
+        match database {
+            DatabaseUrl::Sqlite(path) => {
+                let before = Self::open_sqlite_version(path)?;
+                Self::open_sqlite(path)?;
+                Ok(((before + 1)..=migrations::LATEST).collect())
+            }
+            DatabaseUrl::Postgres(url) => Db::postgres(url)?.with_postgres_client(migrations::apply_postgres),
+        }
+    }
+
+    fn open_sqlite_version(path: &Path) -> Result<i64, StoreError> {
+        if !path.exists() {
+            return Ok(0);
+        }
+        Ok(Connection::open(path)?.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    fn with_db(db: Db, images_dir: PathBuf) -> Result<Self, StoreError> {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "drscreen".into());
+        let replica = format!("{host}-{}-{}", std::process::id(), random_hex(3)?);
+        Ok(Self { db, images_dir, replica: replica.into() })
+    }
+
+    /// Which SQL engine this store runs on.
+    pub fn dialect(&self) -> Dialect {
+        self.db.dialect()
+    }
+
+    /// This process's lease owner name.
+    pub fn replica(&self) -> &str {
+        &self.replica
+    }
+
+    /// Whether the database answers now (for `/readyz`).
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.db.ping()
     }
 
     /// The schema version in use.
     pub fn schema_version(&self) -> Result<i64, StoreError> {
-        Ok(self.conn()?.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+        match &self.db {
+            Db::Sqlite(_) => self.db.read(|tx| tx.query_opt("PRAGMA user_version", &[])?.map_or(Ok(0), |r| r.get(0))),
+            Db::Postgres(_) => self.db.with_postgres_client(migrations::postgres_version),
+        }
     }
 
     fn blob_path(&self, sha256: &str) -> PathBuf {
@@ -319,52 +407,53 @@ impl Store {
         let created_at = now_rfc3339();
         let result = &exam.result;
         let result_json = to_json(result)?;
-        let mut conn = self.conn()?;
-        let tx = conn.transaction()?;
-        tx.execute(
-            "INSERT INTO exams (id, created_at, submitted_by, external_exam_ref, patient_ref, outcome, flagged, reviewed, model_sha256, result_json)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?9)",
-            params![
-                id,
-                created_at,
-                exam.submitted_by,
-                exam.external_exam_ref,
-                exam.patient_ref,
-                result.outcome.as_str(),
-                result.flagged,
-                result.model.sha256,
-                result_json
-            ],
-        )?;
-        let mut image_ids = Vec::with_capacity(exam.images.len());
-        for (idx, image) in exam.images.iter().enumerate() {
-            let image_id = random_hex(16)?;
+        let mut rows = Vec::with_capacity(exam.images.len());
+        for image in &exam.images {
             let cam: Vec<u8> = image.cam.iter().flat_map(|v| v.to_le_bytes()).collect();
+            rows.push((random_hex(16)?, cam, to_json(&image.finding)?));
+        }
+        self.db.write(|tx| {
             tx.execute(
-                "INSERT INTO images (id, exam_id, idx, laterality, view, sha256, media_type, finding_json, cam, cam_h, cam_w)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                params![
-                    image_id,
-                    id,
-                    idx as i64,
-                    image.laterality.as_str(),
-                    image.view,
-                    image.bytes_sha256,
-                    image.media_type,
-                    to_json(&image.finding)?,
-                    cam,
-                    image.cam_shape.0 as i64,
-                    image.cam_shape.1 as i64
+                "INSERT INTO exams (id, created_at, submitted_by, external_exam_ref, patient_ref, outcome, flagged, reviewed, model_sha256, result_json)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?9)",
+                args![
+                    &id,
+                    &created_at,
+                    &exam.submitted_by,
+                    &exam.external_exam_ref,
+                    &exam.patient_ref,
+                    result.outcome.as_str(),
+                    result.flagged,
+                    &result.model.sha256,
+                    result_json.as_str()
                 ],
             )?;
-            image_ids.push(image_id);
-        }
-        let detail = format!("{} images, outcome {}", exam.images.len(), result.outcome.as_str());
-        append_audit(&tx, &created_at, &exam.submitted_by, "exam.create", Some(&id), Some(&detail))?;
-        if let Some(hook) = hook {
-            hook(&tx, &id)?;
-        }
-        tx.commit()?;
+            for (idx, (image, (image_id, cam, finding))) in exam.images.iter().zip(&rows).enumerate() {
+                tx.execute(
+                    "INSERT INTO images (id, exam_id, idx, laterality, view, sha256, media_type, finding_json, cam, cam_h, cam_w)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                    args![
+                        image_id,
+                        &id,
+                        idx as i64,
+                        image.laterality.as_str(),
+                        &image.view,
+                        &image.bytes_sha256,
+                        &image.media_type,
+                        finding,
+                        cam.clone(),
+                        image.cam_shape.0 as i64,
+                        image.cam_shape.1 as i64
+                    ],
+                )?;
+            }
+            let detail = format!("{} images, outcome {}", exam.images.len(), result.outcome.as_str());
+            append_audit(tx, &created_at, &exam.submitted_by, "exam.create", Some(&id), Some(&detail))?;
+            if let Some(hook) = hook {
+                hook(tx, &id)?;
+            }
+            Ok::<_, StoreError>(())
+        })?;
         Ok(StoredExam {
             id,
             created_at,
@@ -374,23 +463,23 @@ impl Store {
             outcome: result.outcome,
             flagged: result.flagged,
             reviewed: false,
-            image_ids,
+            image_ids: rows.into_iter().map(|(image_id, _, _)| image_id).collect(),
             result: result.clone(),
         })
     }
 
-    fn exam_from_row(conn: &Connection, row: &rusqlite::Row<'_>) -> Result<StoredExam, StoreError> {
+    fn exam_from_row(tx: &mut dyn Tx, row: &Row) -> Result<StoredExam, StoreError> {
         let id: String = row.get(0)?;
         let result_json: String = row.get(9)?;
-        let mut stmt = conn.prepare_cached("SELECT id FROM images WHERE exam_id = ?1 ORDER BY idx")?;
-        let image_ids = stmt.query_map([&id], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+        let image_ids =
+            tx.query("SELECT id FROM images WHERE exam_id = ?1 ORDER BY idx", args![&id])?.iter().map(|r| r.get(0)).collect::<Result<_, _>>()?;
         Ok(StoredExam {
             id,
             created_at: row.get(1)?,
             submitted_by: row.get(2)?,
             external_exam_ref: row.get(3)?,
             patient_ref: row.get(4)?,
-            outcome: parse_outcome(&row.get::<_, String>(5)?)?,
+            outcome: parse_outcome(&row.get::<String>(5)?)?,
             flagged: row.get(6)?,
             reviewed: row.get(7)?,
             image_ids,
@@ -402,80 +491,64 @@ impl Store {
         "id, created_at, submitted_by, external_exam_ref, patient_ref, outcome, flagged, reviewed, model_sha256, result_json";
 
     pub fn get_exam(&self, id: &str) -> Result<Option<StoredExam>, StoreError> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(&format!("SELECT {} FROM exams WHERE id = ?1", Self::EXAM_COLUMNS))?;
-        let mut rows = stmt.query([id])?;
-        match rows.next()? {
-            Some(row) => Ok(Some(Self::exam_from_row(&conn, row)?)),
-            None => Ok(None),
-        }
+        self.db.read(|tx| {
+            let sql = format!("SELECT {} FROM exams WHERE id = ?1", Self::EXAM_COLUMNS);
+            match tx.query_opt(&sql, args![id])? {
+                Some(row) => Ok(Some(Self::exam_from_row(tx, &row)?)),
+                None => Ok(None),
+            }
+        })
     }
 
     /// Lists exams, newest first, with paging (limit capped at 500).
     pub fn list_exams(&self, filter: &ExamFilter) -> Result<Vec<StoredExam>, StoreError> {
-        let conn = self.conn()?;
         let mut sql = format!("SELECT {} FROM exams WHERE 1=1", Self::EXAM_COLUMNS);
-        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        let mut args: Vec<Value> = Vec::new();
         if let Some(o) = filter.outcome {
             sql.push_str(" AND outcome = ?");
-            args.push(o.as_str().to_string().into());
+            args.push(o.as_str().into());
         }
         if let Some(r) = filter.reviewed {
             sql.push_str(" AND reviewed = ?");
-            args.push(i64::from(r).into());
+            args.push(r.into());
         }
         if let Some(s) = &filter.since {
             sql.push_str(" AND created_at >= ?");
-            args.push(s.clone().into());
+            args.push(s.into());
         }
         if let Some(k) = &filter.submitted_by {
             sql.push_str(" AND submitted_by = ?");
-            args.push(k.clone().into());
+            args.push(k.into());
         }
         sql.push_str(" ORDER BY created_at DESC, id LIMIT ? OFFSET ?");
         args.push(i64::from(filter.limit.unwrap_or(50).min(500)).into());
         args.push(i64::from(filter.offset.unwrap_or(0)).into());
-        Self::query_exams(&conn, &sql, args)
+        self.db.read(|tx| Self::query_exams(tx, &sql, &args))
     }
 
     /// Runs a `SELECT {EXAM_COLUMNS} ...` query and reads its exams.
-    fn query_exams(conn: &Connection, sql: &str, args: Vec<rusqlite::types::Value>) -> Result<Vec<StoredExam>, StoreError> {
-        let mut stmt = conn.prepare(sql)?;
-        let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            out.push(Self::exam_from_row(conn, row)?);
-        }
-        Ok(out)
+    fn query_exams(tx: &mut dyn Tx, sql: &str, args: &[Value]) -> Result<Vec<StoredExam>, StoreError> {
+        let rows = tx.query(sql, args)?;
+        rows.iter().map(|row| Self::exam_from_row(tx, row)).collect()
     }
 
     pub fn get_image(&self, id: &str) -> Result<Option<StoredImage>, StoreError> {
-        let conn = self.conn()?;
-        let row = conn
-            .query_row(
+        let row = self.db.read(|tx| {
+            tx.query_opt(
                 "SELECT i.id, i.exam_id, e.submitted_by, i.sha256, i.media_type, i.cam, i.cam_h, i.cam_w
                  FROM images i JOIN exams e ON e.id = i.exam_id WHERE i.id = ?1",
-                [id],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, String>(4)?,
-                        r.get::<_, Vec<u8>>(5)?,
-                        r.get::<_, i64>(6)?,
-                        r.get::<_, i64>(7)?,
-                    ))
-                },
+                args![id],
             )
-            .optional()?;
-        Ok(row.map(|(id, exam_id, submitted_by, sha256, media_type, cam, h, w)| StoredImage {
-            id,
-            exam_id,
-            submitted_by,
-            sha256,
-            media_type,
+        })?;
+        let Some(r) = row else { return Ok(None) };
+        let cam: Vec<u8> = r.get(5)?;
+        let (h, w): (i64, i64) = (r.get(6)?, r.get(7)?);
+        Ok(Some(StoredImage {
+            id: r.get(0)?,
+            exam_id: r.get(1)?,
+            submitted_by: r.get(2)?,
+            sha256: r.get(3)?,
+            media_type: r.get(4)?,
             cam: cam.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
             cam_shape: (h.max(0) as usize, w.max(0) as usize),
         }))
@@ -483,13 +556,13 @@ impl Store {
 
     /// Appends an audit event.
     pub fn audit(&self, actor: &str, action: &str, object: Option<&str>, detail: Option<&str>) -> Result<(), StoreError> {
-        append_audit(&*self.conn()?, &now_rfc3339(), actor, action, object, detail)
+        self.db.write(|tx| append_audit(tx, &now_rfc3339(), actor, action, object, detail))
     }
 
     /// Audit events, newest first, filtered; `before` pages backwards by sequence number.
     pub fn audit_query(&self, q: &AuditQuery) -> Result<Vec<serde_json::Value>, StoreError> {
         let mut sql = String::from("SELECT seq, at, actor, action, object, detail FROM audit WHERE 1=1");
-        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        let mut args: Vec<Value> = Vec::new();
         if let Some(b) = q.before {
             sql.push_str(" AND seq < ?");
             args.push(b.into());
@@ -497,73 +570,71 @@ impl Store {
         for (column, value) in [("actor", &q.actor), ("object", &q.object)] {
             if let Some(v) = value {
                 sql.push_str(&format!(" AND {column} = ?"));
-                args.push(v.clone().into());
+                args.push(v.into());
             }
         }
         if let Some(a) = &q.action {
             // "review" matches review.save, review.sign, ...
             sql.push_str(" AND (action = ? OR action LIKE ? ESCAPE '\\')");
-            args.push(a.clone().into());
+            args.push(a.into());
             args.push(format!("{}.%", a.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")).into());
         }
         sql.push_str(" ORDER BY seq DESC LIMIT ?");
         args.push(i64::from(q.limit.unwrap_or(100).clamp(1, 1000)).into());
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare(&sql)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
-            Ok(serde_json::json!({
-                "seq": r.get::<_, i64>(0)?, "at": r.get::<_, String>(1)?, "actor": r.get::<_, String>(2)?,
-                "action": r.get::<_, String>(3)?, "object": r.get::<_, Option<String>>(4)?, "detail": r.get::<_, Option<String>>(5)?,
-            }))
-        })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        let rows = self.db.read(|tx| tx.query(&sql, &args))?;
+        rows.iter()
+            .map(|r| {
+                Ok(serde_json::json!({
+                    "seq": r.get::<i64>(0)?, "at": r.get::<String>(1)?, "actor": r.get::<String>(2)?,
+                    "action": r.get::<String>(3)?, "object": r.get::<Option<String>>(4)?, "detail": r.get::<Option<String>>(5)?,
+                }))
+            })
+            .collect()
     }
 
     /// Exams that may need a human, most urgent first, oldest first within an outcome:
     /// every flagged exam plus `rescreen` exams (the caller samples those for QA).
     pub fn worklist_candidates(&self, f: &WorklistFilter) -> Result<Vec<StoredExam>, StoreError> {
         let mut sql = format!("SELECT {} FROM exams WHERE (flagged = 1 OR outcome = 'rescreen')", Self::EXAM_COLUMNS);
-        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        let mut args: Vec<Value> = Vec::new();
         if let Some(o) = f.outcome {
             sql.push_str(" AND outcome = ?");
-            args.push(o.as_str().to_string().into());
+            args.push(o.as_str().into());
         }
         if let Some(r) = f.reviewed {
             sql.push_str(" AND reviewed = ?");
-            args.push(i64::from(r).into());
+            args.push(r.into());
         }
         if let Some(d) = &f.from {
             sql.push_str(" AND created_at >= ?");
-            args.push(d.clone().into());
+            args.push(d.into());
         }
         if let Some(d) = &f.until {
             sql.push_str(" AND created_at < ?");
-            args.push(d.clone().into());
+            args.push(d.into());
         }
         if let Some(p) = &f.patient_ref {
             sql.push_str(" AND patient_ref = ?");
-            args.push(p.clone().into());
+            args.push(p.into());
         }
         sql.push_str(
             " ORDER BY CASE outcome WHEN 'urgent_referral' THEN 0 WHEN 'referral' THEN 1 WHEN 'ungradable' THEN 2 ELSE 3 END, created_at, id LIMIT ?",
         );
         args.push(i64::from(f.limit.unwrap_or(500).min(2000)).into());
-        let conn = self.conn()?;
-        Self::query_exams(&conn, &sql, args)
+        self.db.read(|tx| Self::query_exams(tx, &sql, &args))
     }
 
     /// An exam's images in upload order.
     pub fn exam_images(&self, exam_id: &str) -> Result<Vec<ExamImage>, StoreError> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached("SELECT id, laterality, view, finding_json FROM images WHERE exam_id = ?1 ORDER BY idx")?;
         let rows =
-            stmt.query_map([exam_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?, r.get::<_, String>(3)?)))?;
-        let mut out = Vec::new();
+            self.db.read(|tx| tx.query("SELECT id, laterality, view, finding_json FROM images WHERE exam_id = ?1 ORDER BY idx", args![exam_id]))?;
+        let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let (id, laterality, view, finding) = row?;
+            let laterality: String = row.get(1)?;
             let laterality =
                 Laterality::parse(&laterality).ok_or_else(|| StoreError::Corrupt(format!("unknown laterality '{laterality}'")))?;
-            out.push(ExamImage { id, laterality, view, finding: parse_json("image finding", &finding)? });
+            let finding: String = row.get(3)?;
+            out.push(ExamImage { id: row.get(0)?, laterality, view: row.get(2)?, finding: parse_json("image finding", &finding)? });
         }
         Ok(out)
     }
@@ -580,15 +651,11 @@ impl Store {
         let Some(id) = presented.strip_prefix("drs_").and_then(|rest| rest.split('_').next()) else {
             return Ok(None);
         };
-        let row: Option<(String, String, Option<String>)> = self
-            .conn()?
-            .query_row("SELECT role, hash, name FROM api_keys WHERE id = ?1 AND revoked = 0", [id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .optional()?;
-        let Some((role, stored, name)) = row else {
+        let row = self.db.read(|tx| tx.query_opt("SELECT role, hash, name FROM api_keys WHERE id = ?1 AND revoked = 0", args![id]))?;
+        let Some(row) = row else {
             return Ok(None);
         };
+        let (role, stored, name): (String, String, Option<String>) = (row.get(0)?, row.get(1)?, row.get(2)?);
         let presented_hash = hex::encode(sha2::Sha256::digest(presented.as_bytes()));
         if bool::from(presented_hash.as_bytes().ct_eq(stored.as_bytes())) {
             let role = Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("unknown role {role}")))?;

@@ -4,8 +4,7 @@
 //! neither lose each other's work nor slip past the lock. Signed rows are also locked
 //! by a trigger, so no code path can rewrite them.
 
-use rusqlite::{OptionalExtension, params};
-
+use super::sql::{Dialect, Row, Tx, args};
 use super::{Store, StoreError, append_audit, now_rfc3339};
 use crate::grading::{ExamOutcome, ExamResult};
 use crate::report::agreement::{EyePair, iso_week};
@@ -35,11 +34,6 @@ pub enum ReviewSaveError {
     Store(#[from] StoreError),
 }
 
-impl From<rusqlite::Error> for ReviewSaveError {
-    fn from(e: rusqlite::Error) -> Self {
-        Self::Store(StoreError::Sql(e))
-    }
-}
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Body {
@@ -54,14 +48,11 @@ struct Body {
 pub(super) const REVIEW_COLUMNS: &str =
     "exam_id, version, reviewer, created_at, updated_at, signed_at, amends, amendment_reason, body_json, outcome_reason";
 
-pub(super) fn review_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Review, StoreError>> {
+pub(super) fn review_from_row(row: &Row) -> Result<Review, StoreError> {
     let body_json: String = row.get(8)?;
     let signed_at: Option<String> = row.get(5)?;
-    let body: Body = match serde_json::from_str(&body_json) {
-        Ok(b) => b,
-        Err(e) => return Ok(Err(StoreError::Corrupt(format!("review body: {e}")))),
-    };
-    Ok(Ok(Review {
+    let body: Body = serde_json::from_str(&body_json).map_err(|e| StoreError::Corrupt(format!("review body: {e}")))?;
+    Ok(Review {
         exam_id: row.get(0)?,
         version: row.get(1)?,
         state: if signed_at.is_some() { ReviewState::Signed } else { ReviewState::Draft },
@@ -78,43 +69,46 @@ pub(super) fn review_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Resul
         outcome_by_rule: body.outcome_by_rule,
         note: body.note,
         outcome_reason: row.get(9)?,
-    }))
+    })
 }
 
 /// Whether `reviewer` has an autosave of `exam_id` audited within the last
 /// [`AUTOSAVE_AUDIT_EVERY_SECS`]. Reads the audit log backwards from its newest event and
 /// stops at the first older than that window, so the cost is bounded by one minute of
 /// events, not by the log's size.
-fn autosave_audited_recently(conn: &rusqlite::Connection, reviewer: &str, exam_id: &str) -> Result<bool, StoreError> {
+fn autosave_audited_recently(tx: &mut dyn Tx, reviewer: &str, exam_id: &str) -> Result<bool, StoreError> {
+    const PAGE: i64 = 256;
     let cutoff = time::OffsetDateTime::now_utc() - time::Duration::seconds(AUTOSAVE_AUDIT_EVERY_SECS);
-    let mut stmt = conn.prepare_cached("SELECT at, actor, action, object FROM audit ORDER BY seq DESC")?;
-    let mut rows = stmt.query([])?;
-    while let Some(row) = rows.next()? {
-        let at: String = row.get(0)?;
-        let recent = time::OffsetDateTime::parse(&at, &time::format_description::well_known::Rfc3339).is_ok_and(|t| t >= cutoff);
-        if !recent {
+    let mut before = i64::MAX;
+    loop {
+        let rows = tx.query("SELECT seq, at, actor, action, object FROM audit WHERE seq < ?1 ORDER BY seq DESC LIMIT ?2", args![before, PAGE])?;
+        for row in &rows {
+            let at: String = row.get(1)?;
+            let recent = time::OffsetDateTime::parse(&at, &time::format_description::well_known::Rfc3339).is_ok_and(|t| t >= cutoff);
+            if !recent {
+                return Ok(false);
+            }
+            let (actor, action, object): (String, String, Option<String>) = (row.get(2)?, row.get(3)?, row.get(4)?);
+            if actor == reviewer && action == "review.draft.autosave" && object.as_deref() == Some(exam_id) {
+                return Ok(true);
+            }
+            before = row.get(0)?;
+        }
+        if (rows.len() as i64) < PAGE {
             return Ok(false);
         }
-        let (actor, action, object): (String, String, Option<String>) = (row.get(1)?, row.get(2)?, row.get(3)?);
-        if actor == reviewer && action == "review.draft.autosave" && object.as_deref() == Some(exam_id) {
-            return Ok(true);
-        }
     }
-    Ok(false)
 }
 
 impl Store {
     /// Every version of an exam's review, oldest first.
     pub fn reviews(&self, exam_id: &str) -> Result<Vec<Review>, StoreError> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(&format!("SELECT {REVIEW_COLUMNS} FROM reviews WHERE exam_id = ?1 ORDER BY version"))?;
-        let rows = stmt.query_map([exam_id], review_from_row)?;
-        let mut out = Vec::new();
-        for row in rows {
-            out.push(row??);
-        }
-        super::keys::fill_reviewer_names(&conn, &mut out)?;
-        Ok(out)
+        self.db.read(|tx| {
+            let rows = tx.query(&format!("SELECT {REVIEW_COLUMNS} FROM reviews WHERE exam_id = ?1 ORDER BY version"), args![exam_id])?;
+            let mut out = rows.iter().map(review_from_row).collect::<Result<Vec<_>, _>>()?;
+            super::keys::fill_reviewer_names(tx, &mut out)?;
+            Ok(out)
+        })
     }
 
     /// Applies a clinician's submission; returns the version written.
@@ -133,96 +127,95 @@ impl Store {
         } else {
             input
         };
-        let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let result_json: Option<String> =
-            tx.query_row("SELECT result_json FROM exams WHERE id = ?1", [exam_id], |r| r.get(0)).optional()?;
-        let Some(result_json) = result_json else {
-            return Err(ReviewSaveError::ExamNotFound);
-        };
-        let result: ExamResult = super::parse_json("exam result", &result_json)?;
-        let eyes: Vec<_> = result.eyes.iter().map(|e| e.laterality).collect();
-        let outcome = review::validate(input, &eyes)?;
-        let latest = tx
-            .query_row(&format!("SELECT {REVIEW_COLUMNS} FROM reviews WHERE exam_id = ?1 ORDER BY version DESC LIMIT 1"), [exam_id], |r| {
-                review_from_row(r)
-            })
-            .optional()?
-            .transpose()?;
-        let plan = review::plan(latest.as_ref(), input)?;
-        let now = now_rfc3339();
-        let by_rule = review::outcome_by_rule(&input.eyes);
-        let body = Body { eyes: input.eyes.clone(), outcome, outcome_by_rule: by_rule, note: input.note.clone() };
-        let outcome_reason = review::outcome_reason(input);
-        let body_json = super::to_json(&body)?;
-        let signed_at = input.sign.then(|| now.clone());
-        let (action, amends) = match plan {
-            Plan::Insert { version, amends } => {
-                tx.execute(
-                    "INSERT INTO reviews (exam_id, version, reviewer, created_at, updated_at, signed_at, amends, amendment_reason, body_json, outcome_reason)
-                     VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?8, ?9)",
-                    params![exam_id, version, reviewer, now, signed_at, amends, input.amendment_reason, body_json, outcome_reason],
-                )?;
-                (if amends.is_some() { "review.amend" } else { "review.save" }, amends)
+        self.db.write(|tx| {
+            // SQLite's write lock is already held (BEGIN IMMEDIATE); on PostgreSQL the exam
+            // row's lock makes two clinicians' saves of one exam take turns.
+            let lock = match tx.dialect() {
+                Dialect::Postgres => " FOR UPDATE",
+                Dialect::Sqlite => "",
+            };
+            let row = tx.query_opt(&format!("SELECT result_json FROM exams WHERE id = ?1{lock}"), args![exam_id])?;
+            let Some(row) = row else {
+                return Err(ReviewSaveError::ExamNotFound);
+            };
+            let result: ExamResult = super::parse_json("exam result", &row.get::<String>(0)?)?;
+            let eyes: Vec<_> = result.eyes.iter().map(|e| e.laterality).collect();
+            let outcome = review::validate(input, &eyes)?;
+            let latest = tx
+                .query_opt(&format!("SELECT {REVIEW_COLUMNS} FROM reviews WHERE exam_id = ?1 ORDER BY version DESC LIMIT 1"), args![exam_id])?
+                .map(|r| review_from_row(&r))
+                .transpose()?;
+            let plan = review::plan(latest.as_ref(), input)?;
+            let now = now_rfc3339();
+            let by_rule = review::outcome_by_rule(&input.eyes);
+            let body = Body { eyes: input.eyes.clone(), outcome, outcome_by_rule: by_rule, note: input.note.clone() };
+            let outcome_reason = review::outcome_reason(input);
+            let body_json = super::to_json(&body)?;
+            let signed_at = input.sign.then(|| now.clone());
+            let (action, amends) = match plan {
+                Plan::Insert { version, amends } => {
+                    tx.execute(
+                        "INSERT INTO reviews (exam_id, version, reviewer, created_at, updated_at, signed_at, amends, amendment_reason, body_json, outcome_reason)
+                         VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?8, ?9)",
+                        args![exam_id, version, reviewer, &now, signed_at.clone(), amends, &input.amendment_reason, body_json.as_str(), outcome_reason],
+                    )?;
+                    (if amends.is_some() { "review.amend" } else { "review.save" }, amends)
+                }
+                Plan::UpdateDraft { version } => {
+                    let amends = latest.as_ref().and_then(|r| r.amends);
+                    tx.execute(
+                        "UPDATE reviews SET reviewer = ?3, updated_at = ?4, signed_at = ?5,
+                            amendment_reason = COALESCE(?6, amendment_reason), body_json = ?7, outcome_reason = ?8
+                         WHERE exam_id = ?1 AND version = ?2",
+                        args![exam_id, version, reviewer, &now, signed_at.clone(), &input.amendment_reason, body_json.as_str(), outcome_reason],
+                    )?;
+                    (if amends.is_some() { "review.amend" } else { "review.save" }, amends)
+                }
+            };
+            let version = plan.version();
+            let detail = format!("version {version}, outcome {}", outcome.map_or("not chosen yet", ExamOutcome::as_str));
+            if kind == SaveKind::Manual {
+                append_audit(tx, &now, reviewer, action, Some(exam_id), Some(&detail))?;
+            } else if !autosave_audited_recently(tx, reviewer, exam_id)? {
+                append_audit(tx, &now, reviewer, "review.draft.autosave", Some(exam_id), Some(&detail))?;
             }
-            Plan::UpdateDraft { version } => {
-                let amends = latest.as_ref().and_then(|r| r.amends);
-                tx.execute(
-                    "UPDATE reviews SET reviewer = ?3, updated_at = ?4, signed_at = ?5,
-                        amendment_reason = COALESCE(?6, amendment_reason), body_json = ?7, outcome_reason = ?8
-                     WHERE exam_id = ?1 AND version = ?2",
-                    params![exam_id, version, reviewer, now, signed_at, input.amendment_reason, body_json, outcome_reason],
-                )?;
-                (if amends.is_some() { "review.amend" } else { "review.save" }, amends)
+            if input.sign {
+                tx.execute("UPDATE exams SET reviewed = 1 WHERE id = ?1", args![exam_id])?;
+                let mut signed = format!("version {version}{}", amends.map(|a| format!(", amends {a}")).unwrap_or_default());
+                if let Some(outcome) = outcome.filter(|o| *o != by_rule) {
+                    signed.push_str(&format!(", outcome {} where the grades imply {}", outcome.as_str(), by_rule.as_str()));
+                }
+                if let Some(reason) = outcome_reason {
+                    signed.push_str(&format!(", outcome reason: {reason}"));
+                }
+                append_audit(tx, &now, reviewer, "review.sign", Some(exam_id), Some(&signed))?;
             }
-        };
-        let version = plan.version();
-        let detail = format!("version {version}, outcome {}", outcome.map_or("not chosen yet", ExamOutcome::as_str));
-        if kind == SaveKind::Manual {
-            append_audit(&tx, &now, reviewer, action, Some(exam_id), Some(&detail))?;
-        } else if !autosave_audited_recently(&tx, reviewer, exam_id)? {
-            append_audit(&tx, &now, reviewer, "review.draft.autosave", Some(exam_id), Some(&detail))?;
-        }
-        if input.sign {
-            tx.execute("UPDATE exams SET reviewed = 1 WHERE id = ?1", [exam_id])?;
-            let mut signed = format!("version {version}{}", amends.map(|a| format!(", amends {a}")).unwrap_or_default());
-            if let Some(outcome) = outcome.filter(|o| *o != by_rule) {
-                signed.push_str(&format!(", outcome {} where the grades imply {}", outcome.as_str(), by_rule.as_str()));
-            }
-            if let Some(reason) = outcome_reason {
-                signed.push_str(&format!(", outcome reason: {reason}"));
-            }
-            append_audit(&tx, &now, reviewer, "review.sign", Some(exam_id), Some(&signed))?;
-        }
-        let written = tx.query_row(
-            &format!("SELECT {REVIEW_COLUMNS} FROM reviews WHERE exam_id = ?1 AND version = ?2"),
-            params![exam_id, version],
-            review_from_row,
-        )??;
-        let mut written = [written];
-        super::keys::fill_reviewer_names(&tx, &mut written)?;
-        let [written] = written;
-        tx.commit()?;
-        Ok(written)
+            let written = tx
+                .query_opt(&format!("SELECT {REVIEW_COLUMNS} FROM reviews WHERE exam_id = ?1 AND version = ?2"), args![exam_id, version])?
+                .ok_or_else(|| StoreError::Corrupt(format!("review version {version} was not written")))?;
+            let mut written = [review_from_row(&written)?];
+            super::keys::fill_reviewer_names(tx, &mut written)?;
+            let [written] = written;
+            Ok(written)
+        })
     }
 
     /// The latest signed version of the `last` most recently signed exams, paired eye by
     /// eye with the model's reading; returns (number of reviews, pairs).
     pub fn agreement_pairs(&self, last: u32) -> Result<(usize, Vec<EyePair>), StoreError> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare(&format!(
+        let sql = format!(
             "SELECT {cols}, e.result_json FROM reviews r JOIN exams e ON e.id = r.exam_id
              WHERE r.signed_at IS NOT NULL
                AND r.version = (SELECT MAX(version) FROM reviews WHERE exam_id = r.exam_id AND signed_at IS NOT NULL)
              ORDER BY r.signed_at DESC LIMIT ?1",
             cols = REVIEW_COLUMNS.split(", ").map(|c| format!("r.{c}")).collect::<Vec<_>>().join(", ")
-        ))?;
-        let rows = stmt.query_map([i64::from(last)], |r| Ok((review_from_row(r)?, r.get::<_, String>(10)?)))?;
+        );
+        let rows = self.db.read(|tx| tx.query(&sql, args![i64::from(last)]))?;
         let mut reviews = 0;
         let mut pairs = Vec::new();
-        for row in rows {
-            let (review, result_json) = row?;
-            let review = review?;
+        for row in &rows {
+            let review = review_from_row(row)?;
+            let result_json: String = row.get(10)?;
             reviews += 1;
             let result: ExamResult = super::parse_json("exam result", &result_json)?;
             let week = review.signed_at.as_deref().and_then(iso_week).unwrap_or_default();
