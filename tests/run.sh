@@ -23,6 +23,14 @@ if ! command -v chromium >/dev/null; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null
 fi
+# PostgreSQL (initdb, pg_ctl, psql; Debian keeps them in /usr/lib/postgresql/N/bin) and
+# haproxy: the replica tests (tests/cluster.rs) start a throwaway cluster and a real load
+# balancer in front of the replicas.
+if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null ||
+  ! { command -v haproxy || [ -x /usr/sbin/haproxy ]; } >/dev/null; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq postgresql haproxy >/dev/null
+fi
 [ -d tests/browser/node_modules/playwright-core ] && [ -d tests/browser/node_modules/axe-core ] ||
   npm ci --prefix tests/browser --no-audit --no-fund --silent
 # One build tests both JPEG decoders: tests/preprocess_skew.rs and tests/jpeg_backends.rs

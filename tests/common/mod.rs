@@ -5,8 +5,10 @@
 
 #![allow(dead_code)]
 
+pub mod balancer;
 pub mod browser;
 pub mod mutate;
+pub mod pg;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
