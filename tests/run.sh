@@ -17,6 +17,9 @@ if ! command -v storescu >/dev/null || ! command -v dciodvfy >/dev/null; then
 fi
 python3 -c "import fhir.resources.R4B" 2>/dev/null ||
   python3 -m pip install --quiet "fhir.resources==8.3.0"
+# kubernetes-validate checks deploy/k8s against the Kubernetes schemas it ships (tests/deploy.rs).
+python3 -c "import kubernetes_validate" 2>/dev/null ||
+  python3 -m pip install --quiet "kubernetes-validate==1.37.0"
 # The review pages' end-to-end test drives Debian's Chromium with playwright-core
 # and runs axe-core in it (both pinned by tests/browser/package-lock.json; no browser download).
 if ! command -v chromium >/dev/null; then
