@@ -128,12 +128,11 @@ fn review_rules_over_the_json_api() {
     assert_eq!(clinician_row_4, 1, "the amended right eye (grade 4) is the reference: {agreement}");
 
     // Signed rows are locked in the database itself, not only by the API.
-    let data_dir = server.data_dir.clone();
+    let (data_dir, target) = (server.data_dir.clone(), server.target.clone());
     assert!(server.stop().success());
-    let db = rusqlite::Connection::open(data_dir.join("drscreen.sqlite3")).unwrap();
-    let err = db.execute("UPDATE reviews SET body_json = '{}' WHERE version = 1", []).unwrap_err();
-    assert!(err.to_string().contains("locked"), "{err}");
-    assert!(db.execute("DELETE FROM reviews", []).is_err());
+    let err = target.try_sql(&data_dir, "UPDATE reviews SET body_json = '{}' WHERE version = 1").unwrap_err();
+    assert!(err.contains("locked"), "{err}");
+    assert!(target.try_sql(&data_dir, "DELETE FROM reviews").unwrap_err().contains("never deleted"));
 }
 
 /// A browser-like client without a cookie jar: cookies are carried by hand so the test
@@ -295,12 +294,9 @@ fn review_pages_sessions_csrf_worklist_and_timeouts() {
         assert!(audit.contains(wanted), "{wanted} missing from the audit page");
     }
     let admin_id = admin.split('_').nth(1).unwrap();
-    let out = std::process::Command::new(common::bin())
-        .arg("--data-dir")
-        .arg(&server.data_dir)
-        .args(["keys", "revoke", admin_id])
-        .output()
-        .unwrap();
+    let mut revoke = std::process::Command::new(common::bin());
+    server.target.apply(&mut revoke);
+    let out = revoke.arg("--data-dir").arg(&server.data_dir).args(["keys", "revoke", admin_id]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let (s, _, _) = a.get("/review/audit");
     assert_eq!(s, StatusCode::SEE_OTHER, "a revoked key's session ends");
@@ -386,14 +382,12 @@ fn signing_a_less_urgent_outcome_than_the_grades_imply_needs_a_reason_over_the_j
     assert_eq!((s, more_urgent["state"].as_str()), (StatusCode::CREATED, Some("signed")), "a more urgent outcome needs no reason");
 
     // The reason is in its own column, added by a migration; the signed row is locked.
-    let data_dir = server.data_dir.clone();
+    let (data_dir, target) = (server.data_dir.clone(), server.target.clone());
     assert!(server.stop().success());
-    let db = rusqlite::Connection::open(data_dir.join("drscreen.sqlite3")).unwrap();
-    let stored: Option<String> =
-        db.query_row("SELECT outcome_reason FROM reviews WHERE exam_id = ?1 AND version = 1", [&id], |r| r.get(0)).unwrap();
-    assert_eq!(stored.as_deref(), Some(reason));
-    let err = db.execute("UPDATE reviews SET outcome_reason = NULL WHERE exam_id = ?1 AND version = 1", [&id]).unwrap_err();
-    assert!(err.to_string().contains("locked"), "{err}");
+    let stored = target.query(&data_dir, &format!("SELECT outcome_reason FROM reviews WHERE exam_id = '{id}' AND version = 1"));
+    assert_eq!(stored, [[reason.to_string()]]);
+    let err = target.try_sql(&data_dir, &format!("UPDATE reviews SET outcome_reason = NULL WHERE exam_id = '{id}' AND version = 1")).unwrap_err();
+    assert!(err.contains("locked"), "{err}");
 }
 
 /// The review form shows the outcome the clinician's grades imply, refuses a less urgent

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod balancer;
+pub mod backend;
 pub mod browser;
 pub mod mutate;
 pub mod pg;
@@ -16,7 +17,7 @@ use std::sync::{Arc, OnceLock};
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use drscreen::http::AppState;
 use drscreen::service::ScreeningService;
-use drscreen::store::{Role, Store};
+use drscreen::store::Role;
 
 use drscreen::config::Config;
 use drscreen::engine::Engine;
@@ -80,6 +81,9 @@ pub struct Server {
     /// The DICOM listener's port (None when started with `--dicom-enabled false`).
     pub dicom_port: Option<u16>,
     pub data_dir: PathBuf,
+    /// The database and object store behind it (SQLite + files unless the suite runs on
+    /// the cluster backend).
+    pub target: backend::StoreTarget,
     child: std::process::Child,
     client: OnceLock<reqwest::blocking::Client>,
     _temp: Option<tempfile::TempDir>,
@@ -102,8 +106,15 @@ impl Server {
 
     /// Starts a server on `data_dir` (kept after the server stops).
     pub fn start_in(data_dir: &Path, extra_args: &[&str]) -> Self {
+        Self::start_on(data_dir, backend::StoreTarget::for_data_dir(data_dir), extra_args)
+    }
+
+    /// Starts a server on `data_dir` with its data in `target` (replicas share one).
+    pub fn start_on(data_dir: &Path, target: backend::StoreTarget, extra_args: &[&str]) -> Self {
         use std::io::BufRead;
-        let mut child = std::process::Command::new(bin())
+        let mut command = std::process::Command::new(bin());
+        target.apply(&mut command);
+        let mut child = command
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--listen", "127.0.0.1:0", "--dicom-port", "0"])
@@ -127,19 +138,37 @@ impl Server {
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|addr| addr.rsplit(':').next())
             .and_then(|p| p.parse().ok());
-        Self { url, dicom_port, data_dir: data_dir.to_path_buf(), child, client: OnceLock::new(), _temp: None }
+        Self { url, dicom_port, data_dir: data_dir.to_path_buf(), target, child, client: OnceLock::new(), _temp: None }
     }
 
     /// Creates an API key with `role` in this server's data directory.
     pub fn key(&self, role: &str) -> String {
-        let out = std::process::Command::new(bin())
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .args(["keys", "create", "--role", role])
-            .output()
-            .unwrap();
+        let mut command = std::process::Command::new(bin());
+        self.target.apply(&mut command);
+        let out = command.arg("--data-dir").arg(&self.data_dir).args(["keys", "create", "--role", role]).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).lines().last().unwrap().trim().to_string()
+    }
+
+    /// Rows of a query against this server's database, each column as text.
+    pub fn query(&self, sql: &str) -> Vec<Vec<String>> {
+        self.target.query(&self.data_dir, sql)
+    }
+
+    /// Runs a statement against this server's database; its error text when refused.
+    pub fn try_sql(&self, sql: &str) -> Result<Vec<Vec<String>>, String> {
+        self.target.try_sql(&self.data_dir, sql)
+    }
+
+    /// The process id (for kill -9 scenarios).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the process at once (SIGKILL) and reaps it.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Sends SIGTERM and waits for a clean exit.
@@ -365,7 +394,7 @@ impl App {
     /// An app whose request bodies are limited as `--max-image-bytes` limits them.
     pub fn with_max_body_bytes(max_body_bytes: usize) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).expect("store opens");
+        let store = backend::StoreTarget::fresh().open(dir.path());
         let service = ScreeningService::new(screener().clone(), store, Config::default().exams);
         let state =
             AppState { service: service.clone(), metrics: Arc::new(Default::default()), max_body_bytes, review: Config::default().review };
