@@ -7,6 +7,7 @@
 
 pub mod browser;
 pub mod mutate;
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
