@@ -36,6 +36,10 @@ if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null ||
 fi
 [ -d tests/browser/node_modules/playwright-core ] && [ -d tests/browser/node_modules/axe-core ] ||
   npm ci --prefix tests/browser --no-audit --no-fund --silent
+# s3s-fs is the S3 server the image store's S3 backend is tested against (tests/blobs.rs);
+# 0.14.1 is its newest release that builds with rustc 1.95 (0.15 wants 1.96).
+command -v s3s-fs >/dev/null || [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs" ] ||
+  cargo install --locked --quiet s3s-fs --version 0.14.1 --features binary
 # One build tests both JPEG decoders: tests/preprocess_skew.rs and tests/jpeg_backends.rs
 # run every `preprocess::JpegBackend` compiled in (libjpeg-turbo and jpeg-decoder).
 cargo test --locked "$@"

@@ -5,6 +5,7 @@
 //! The audit table is append-only, enforced by triggers. Patient references are stored
 //! here and nowhere else: never logged.
 
+mod blobs;
 mod context;
 mod dicom;
 mod keys;
@@ -14,6 +15,7 @@ mod sessions;
 pub mod sql;
 mod url;
 
+pub use blobs::{BlobError, BlobInfo, BlobStore, ObjectStoreUrl};
 pub use context::PatientExam;
 pub use keys::{KeyName, KeyRecord, MAX_KEY_NAME_CHARS};
 pub use reviews::{ReviewSaveError, SaveKind};

@@ -10,6 +10,7 @@ pub mod backend;
 pub mod browser;
 pub mod mutate;
 pub mod pg;
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
