@@ -18,7 +18,7 @@ use crate::http::HttpLimits;
 use crate::model::{ExecutionProvider, RuntimeOptions};
 use crate::preprocess::{DecodeLimits, QualityLimits};
 use crate::service::ExamLimits;
-use crate::store::DatabaseUrl;
+use crate::store::{DatabaseUrl, ObjectStoreUrl};
 // `[review]` belongs to the review rules; re-exported so the table reads in one place.
 pub use crate::review::ReviewConfig;
 
@@ -40,6 +40,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The database: `None` is SQLite in `data_dir` (one machine); PostgreSQL for replicas.
     pub database_url: Option<DatabaseUrl>,
+    /// The image store: `None` is `data_dir/images`; S3 for replicas.
+    pub object_store_url: Option<ObjectStoreUrl>,
     /// Seconds `serve` waits for admitted work to finish on shutdown.
     pub shutdown_drain_secs: u64,
     /// The clinician review pages and agreement monitor.
@@ -57,6 +59,11 @@ impl Config {
     pub fn database(&self) -> DatabaseUrl {
         self.database_url.clone().unwrap_or_else(|| DatabaseUrl::Sqlite(self.data_dir.join("drscreen.sqlite3")))
     }
+
+    /// The image store this configuration names (`data_dir/images` by default).
+    pub fn objects(&self) -> ObjectStoreUrl {
+        self.object_store_url.clone().unwrap_or_else(|| ObjectStoreUrl::File(self.data_dir.join("images")))
+    }
 }
 
 impl Default for Config {
@@ -71,6 +78,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("data"),
             database_url: None,
+            object_store_url: None,
             shutdown_drain_secs: 30,
             review: ReviewConfig::default(),
             dicom: DicomConfig::default(),
@@ -333,6 +341,15 @@ impl KnobValue for Vec<String> {
     }
 }
 
+impl KnobValue for Option<ObjectStoreUrl> {
+    fn parse_knob(text: &str) -> Result<Self, String> {
+        text.parse().map(Some).map_err(|e: crate::store::BlobError| e.to_string())
+    }
+    fn show_knob(&self) -> Option<String> {
+        self.as_ref().map(ToString::to_string)
+    }
+}
+
 impl KnobValue for Option<DatabaseUrl> {
     fn parse_knob(text: &str) -> Result<Self, String> {
         text.parse().map(Some)
@@ -408,6 +425,7 @@ static KNOBS: LazyLock<Vec<Knob>> = LazyLock::new(|| {
         "listen" => listen: "HTTP listen address for serve";
         "data-dir" => data_dir: "Data directory: SQLite database and image store";
         "database-url" => database_url, unset "sqlite://DATA_DIR/drscreen.sqlite3": "Database: sqlite://PATH (one machine) or postgres://user:password@host:port/db (replicas; pool of 16, 5 s connect and checkout timeouts, 30 s statement timeout)";
+        "object-store-url" => object_store_url, unset "file://DATA_DIR/images": "Image store: file://DIR or s3://BUCKET/PREFIX (endpoint, region, keys from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; http allowed for an http endpoint)";
         "qa-rescreen-share" => review.qa_rescreen_share: "Share (0-1) of rescreen exams sampled onto the review worklist for QA";
         "session-idle-secs" => review.session_idle_secs: "Review sessions end after this many idle seconds";
         "secure-cookies" => review.secure_cookies: "Mark the review session cookie Secure (when served over HTTPS)";
@@ -472,6 +490,7 @@ mod tests {
         with_options.runtime.dylib = Some("lib.so".into());
         with_options.dicom.sr_destination = SrDestination::parse("PACS@pacs:104").ok();
         with_options.database_url = "postgres://drs@db:5432/drscreen".parse().ok();
+        with_options.object_store_url = "s3://bucket/prefix".parse().ok();
         let table = toml::Value::try_from(&with_options).unwrap();
         let mut flags = std::collections::HashSet::new();
         for knob in knobs() {

@@ -39,6 +39,8 @@ enum Command {
     Loadtest(cli::loadtest::LoadtestArgs),
     /// Apply pending database schema migrations (serve also applies them at start-up).
     Migrate,
+    /// Remove stored images no exam or DICOM instance refers to (left by failed commits).
+    Gc(cli::store::GcArgs),
 }
 
 #[derive(Subcommand)]
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
         Command::Keys(cmd) => cli::keys::run(&cli.global, cmd),
         Command::Loadtest(args) => cli::loadtest::run(args),
         Command::Migrate => cli::store::migrate(&cli.global),
+        Command::Gc(args) => cli::store::gc(&cli.global, args),
     };
     match result {
         Ok(code) => code,

@@ -72,7 +72,7 @@ fn help_shows_the_config_defaults() {
     let help = String::from_utf8_lossy(&out.stdout);
     let defaults = drscreen::config::Config::default();
     // The 28 settings of release 0.1.0 plus the 10 limits and timeouts of issue 18.
-    assert_eq!(drscreen::config::knobs().len(), 38);
+    assert_eq!(drscreen::config::knobs().len(), 40);
     for knob in drscreen::config::knobs() {
         // An entry runs from its flag's line to the next line that starts another option.
         let lines: Vec<&str> = help.lines().collect();

@@ -23,11 +23,6 @@ const KUBERNETES_VALIDATE: &str = "1.37.0";
 const KUBERNETES: [&str; 2] = ["1.30.0", "1.37.0"];
 /// Files in deploy/k8s applied on their own, not by kustomization.yaml.
 const APPLIED_SEPARATELY: [&str; 3] = ["secret.example.yaml", "job-migrate.yaml", "deployment-gpu.yaml"];
-/// Added by issue 14's store work while this was written (`--database-url`,
-/// `--object-store-url`, `drscreen migrate`): the manifests use them as variables and a
-/// Job before this build's `--help` lists them; once it does, they are checked like the rest.
-const PENDING_ENV: [&str; 2] = ["DRSCREEN_DATABASE_URL", "DRSCREEN_OBJECT_STORE_URL"];
-const PENDING_COMMANDS: [&str; 1] = ["migrate"];
 /// Variables that are not drscreen's own settings but are read by it or its libraries.
 const OTHER_ENV: [&str; 7] =
     ["AWS_REGION", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "RUST_LOG", "ORT_DYLIB_PATH", "PATH"];
@@ -194,8 +189,8 @@ fn flags(args: &[Value]) -> Vec<(String, String)> {
 /// Environment variable names must be the binary's (or pending) or a known other one.
 fn check_env_name(cli: &Cli, name: &str, whose: &str) {
     let known =
-        if name.starts_with("DRSCREEN_") { cli.env.contains(name) || PENDING_ENV.contains(&name) } else { OTHER_ENV.contains(&name) };
-    assert!(known, "{whose}: {name} is neither a variable `drscreen --help` lists nor one of {PENDING_ENV:?} {OTHER_ENV:?}");
+        if name.starts_with("DRSCREEN_") { cli.env.contains(name) } else { OTHER_ENV.contains(&name) };
+    assert!(known, "{whose}: {name} is neither a variable `drscreen --help` lists nor one of {OTHER_ENV:?}");
 }
 
 /// What a pod of the server Deployment and of the migration Job have in common: non-root,
@@ -359,7 +354,7 @@ fn manifests_agree_with_the_binary_and_each_other() {
     assert_eq!(jc["image"], image.as_str(), "job-migrate.yaml image");
     assert_eq!(jc["command"], serde_json::json!(["drscreen"]));
     assert_eq!(jc["args"], serde_json::json!(["migrate"]));
-    assert!(cli.commands.contains("migrate") || PENDING_COMMANDS.contains(&"migrate"), "{:?}", cli.commands);
+    assert!(cli.commands.contains("migrate"), "{:?}", cli.commands);
     check_pod(&docs, &cli, "job-migrate.yaml", job_pod, "/var/lib/drscreen");
     let job_labels = labels(&job["spec"]["template"]["metadata"]["labels"]);
 

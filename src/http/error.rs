@@ -59,6 +59,12 @@ impl From<ServiceError> for ApiError {
                 tracing::error!(error = %e, "cannot render a stored result");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
             }
+            ServiceError::Store(crate::store::StoreError::Unavailable(why)) => {
+                // The database or object store is unreachable: nothing was acknowledged,
+                // the client retries (Retry-After), and this replica recovers by itself.
+                tracing::warn!(%why, "storage unavailable");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "storage is unavailable; nothing was stored; retry shortly")
+            }
             ServiceError::Store(_) | ServiceError::Join(_) => {
                 tracing::error!(error = %e, "storage failure");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "storage_error", "the result could not be stored; it was not acknowledged")

@@ -116,15 +116,23 @@ async fn refuse_declared_oversize(State(limit): State<usize>, request: axum::ext
     next.run(request).await
 }
 
+/// Ready when the engine is warm and both the database and the image store answer now
+/// (each check bounded by its own timeout), so a balancer stops sending work to a
+/// replica that cannot store it.
 async fn readyz(State(state): State<AppState>) -> Response {
-    if state.service.screener.engine.is_ready() {
-        Json(serde_json::json!({"status": "ready"})).into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({"status": "not_ready", "code": "not_ready", "error": "the inference engine is not ready"})),
-        )
-            .into_response()
+    let not_ready = |code: &str, error: String| {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"status": "not_ready", "code": code, "error": error}))).into_response()
+    };
+    if !state.service.screener.engine.is_ready() {
+        return not_ready("not_ready", "the inference engine is not ready".into());
+    }
+    let store = state.service.store.clone();
+    let checked = tokio::task::spawn_blocking(move || (store.ping(), store.blobs().check())).await;
+    match checked {
+        Ok((Ok(()), Ok(()))) => Json(serde_json::json!({"status": "ready"})).into_response(),
+        Ok((Err(e), _)) => not_ready("database_unavailable", format!("the database does not answer: {e}")),
+        Ok((_, Err(e))) => not_ready("object_store_unavailable", format!("the image store does not answer: {e}")),
+        Err(e) => not_ready("not_ready", format!("readiness check failed: {e}")),
     }
 }
 

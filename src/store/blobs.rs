@@ -28,8 +28,10 @@ use sha2::Digest;
 
 const USAGE: &str = "use file://DIR or s3://BUCKET/PREFIX (the prefix is optional)";
 
-/// Where originals live: `file://DIR` or `s3://BUCKET/PREFIX` (prefix optional).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where originals live: `file://DIR` or `s3://BUCKET/PREFIX` (prefix optional). A
+/// string in a config file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum ObjectStoreUrl {
     /// A directory (absolute as `file:///var/lib/drscreen/images`, or relative to the
     /// working directory as `file://data/images`).
@@ -71,6 +73,19 @@ impl FromStr for ObjectStoreUrl {
             }
             _ => Err(invalid(format!("unsupported scheme `{scheme}://`; {USAGE}"))),
         }
+    }
+}
+
+impl TryFrom<String> for ObjectStoreUrl {
+    type Error = BlobError;
+    fn try_from(s: String) -> Result<Self, BlobError> {
+        s.parse()
+    }
+}
+
+impl From<ObjectStoreUrl> for String {
+    fn from(u: ObjectStoreUrl) -> String {
+        u.to_string()
     }
 }
 
@@ -335,7 +350,14 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 fn file_put(dir: &Path, sha: &str, bytes: &[u8]) -> Result<(), BlobError> {
     let path = file_path(dir, sha);
     if path.is_file() {
-        return Ok(());
+        // Already stored: refresh its time so `drscreen gc`, which spares recent objects,
+        // cannot remove it between this put and the commit that references it again.
+        let now = std::time::SystemTime::now();
+        return std::fs::File::options()
+            .append(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(now))
+            .map_err(|source| BlobError::Io { location: path.display().to_string(), source });
     }
     let shard = path.parent().unwrap_or(dir).to_path_buf();
     let io = |source| BlobError::Io { location: path.display().to_string(), source };

@@ -25,7 +25,6 @@ pub use url::DatabaseUrl;
 pub use dicom::{DueOutbox, DueStudy, ExamSource, NewInstance, OUTBOX_LEASE_SECS, Recorded, STUDY_LEASE_SECS, StudyFrame, link_exam};
 pub use migrations::LATEST as SCHEMA_VERSION;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -49,6 +48,8 @@ pub enum StoreError {
     Unavailable(String),
     #[error("storage configuration: {0}")]
     Config(String),
+    #[error("image store: {0}")]
+    Blob(BlobError),
     /// Background work whose lease another replica now holds: this replica's attempt is
     /// rolled back and dropped (the holder does the work).
     #[error("lease lost: {0}")]
@@ -59,6 +60,15 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the database lock was poisoned by a crashed thread")]
     Poisoned,
+}
+
+impl From<BlobError> for StoreError {
+    fn from(e: BlobError) -> Self {
+        match e {
+            BlobError::Unavailable(why) => Self::Unavailable(format!("object store: {why}")),
+            other => Self::Blob(other),
+        }
+    }
 }
 
 /// Extra writes an edge commits in the same transaction as the exam (the DICOM study
@@ -246,7 +256,7 @@ pub struct WorklistFilter {
 #[derive(Clone)]
 pub struct Store {
     db: Db,
-    images_dir: PathBuf,
+    blobs: BlobStore,
     /// This process's name in leases (`host-pid-random`), so a replica can tell its own
     /// claims from another's.
     replica: Arc<str>,
@@ -270,10 +280,9 @@ impl Store {
     /// Opens (creating if needed) the single-machine store in `data_dir`: SQLite in
     /// `drscreen.sqlite3` and originals under `images/`; applies migrations.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        let images_dir = data_dir.join("images");
-        std::fs::create_dir_all(&images_dir).map_err(|source| StoreError::Io { path: images_dir.clone(), source })?;
+        let blobs = BlobStore::open(&ObjectStoreUrl::File(data_dir.join("images")))?;
         let db = Self::open_sqlite(&data_dir.join("drscreen.sqlite3"))?;
-        Self::with_db(db, images_dir)
+        Self::with_db(db, blobs)
     }
 
     /// Opens the SQLite database at `path` with the durability settings every backend
@@ -292,10 +301,11 @@ impl Store {
     }
 
     /// Opens the store a deployment names: `database` (SQLite or PostgreSQL) and the
-    /// originals under `images_dir`. PostgreSQL migrations are applied under the
-    /// migration lock unless `migrate` is false (then the schema must already be current).
-    pub fn connect(database: &DatabaseUrl, images_dir: &Path, migrate: bool) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(images_dir).map_err(|source| StoreError::Io { path: images_dir.to_path_buf(), source })?;
+    /// originals in `objects` (a directory or an S3 bucket, AWS settings from the
+    /// environment). PostgreSQL migrations are applied under the migration lock unless
+    /// `migrate` is false (then the schema must already be current).
+    pub fn connect(database: &DatabaseUrl, objects: &ObjectStoreUrl, migrate: bool) -> Result<Self, StoreError> {
+        let blobs = BlobStore::open(objects)?;
         let db = match database {
             DatabaseUrl::Sqlite(path) => Self::open_sqlite(path)?,
             DatabaseUrl::Postgres(url) => {
@@ -314,7 +324,7 @@ impl Store {
                 db
             }
         };
-        Self::with_db(db, images_dir.to_path_buf())
+        Self::with_db(db, blobs)
     }
 
     /// Applies pending migrations to `database`; returns the versions applied now.
@@ -336,10 +346,10 @@ impl Store {
         Ok(Connection::open(path)?.query_row("PRAGMA user_version", [], |r| r.get(0))?)
     }
 
-    fn with_db(db: Db, images_dir: PathBuf) -> Result<Self, StoreError> {
+    fn with_db(db: Db, blobs: BlobStore) -> Result<Self, StoreError> {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "drscreen".into());
         let replica = format!("{host}-{}-{}", std::process::id(), random_hex(3)?);
-        Ok(Self { db, images_dir, replica: replica.into() })
+        Ok(Self { db, blobs, replica: replica.into() })
     }
 
     /// Which SQL engine this store runs on.
@@ -365,36 +375,54 @@ impl Store {
         }
     }
 
-    fn blob_path(&self, sha256: &str) -> PathBuf {
-        self.images_dir.join(&sha256[..2]).join(sha256)
-    }
-
-    /// Stores bytes content-addressed and durably; returns their sha256.
+    /// Stores bytes content-addressed and durably (fsynced file, or an acknowledged S3
+    /// PUT); returns their sha256. Called before the rows that reference them commit, so
+    /// a failed commit leaves at most an orphan for `drscreen gc`, never a dangling row.
     pub fn put_blob(&self, bytes: &[u8]) -> Result<String, StoreError> {
-        let sha = hex::encode(sha2::Sha256::digest(bytes));
-        let path = self.blob_path(&sha);
-        if path.is_file() {
-            return Ok(sha);
-        }
-        let dir = path.parent().unwrap_or(&self.images_dir).to_path_buf();
-        let io = |source| StoreError::Io { path: path.clone(), source };
-        std::fs::create_dir_all(&dir).map_err(io)?;
-        let tmp = dir.join(format!("{sha}.tmp-{}", random_hex(4)?));
-        let mut file = std::fs::File::create(&tmp).map_err(io)?;
-        file.write_all(bytes).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, &path).map_err(io)?;
-        std::fs::File::open(&dir).and_then(|d| d.sync_all()).map_err(io)?;
-        Ok(sha)
+        Ok(self.blobs.put(bytes)?)
     }
 
     /// Reads a stored image by its sha256.
     pub fn read_blob(&self, sha256: &str) -> Result<Vec<u8>, StoreError> {
-        if sha256.len() != 64 || !sha256.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(StoreError::Corrupt("bad content address".into()));
+        Ok(self.blobs.get(sha256)?)
+    }
+
+    /// Every sha256 a row refers to (exam images, DICOM instances and their frames).
+    pub fn referenced_blobs(&self) -> Result<std::collections::HashSet<String>, StoreError> {
+        let rows = self.db.read(|tx| {
+            tx.query(
+                "SELECT sha256 FROM images UNION SELECT sha256 FROM dicom_instances UNION SELECT sha256 FROM dicom_frames",
+                &[],
+            )
+        })?;
+        rows.iter().map(|r| r.get(0)).collect()
+    }
+
+    /// Removes (unless `dry_run`) stored originals no row refers to and that are older
+    /// than `grace`: objects whose exam's commit failed. Objects younger than `grace` are
+    /// spared, since an upload writes its images before its rows commit (and a repeated
+    /// image refreshes its object's time). Returns the orphans found.
+    pub fn collect_garbage(&self, grace: std::time::Duration, dry_run: bool) -> Result<Vec<BlobInfo>, StoreError> {
+        let listed = self.blobs.list()?;
+        // References are read after listing: an object listed and committed meanwhile is
+        // then seen as referenced.
+        let referenced = self.referenced_blobs()?;
+        let cutoff = std::time::SystemTime::now().checked_sub(grace).unwrap_or(std::time::UNIX_EPOCH);
+        let orphans: Vec<BlobInfo> =
+            listed.into_iter().filter(|b| !referenced.contains(&b.sha256) && b.last_modified < cutoff).collect();
+        if !dry_run {
+            for orphan in &orphans {
+                self.blobs.delete(&orphan.sha256)?;
+            }
+            let detail = format!("{} orphaned image object(s) removed", orphans.len());
+            self.audit("cli", "store.gc", None, Some(&detail))?;
         }
-        let path = self.blob_path(sha256);
-        std::fs::read(&path).map_err(|source| StoreError::Io { path, source })
+        Ok(orphans)
+    }
+
+    /// The image store (for `drscreen gc` and readiness).
+    pub fn blobs(&self) -> &BlobStore {
+        &self.blobs
     }
 
     /// Commits an exam, its images and an audit event in one transaction.

@@ -150,10 +150,21 @@ impl StoreTarget {
 }
 
 impl StoreTarget {
-    /// Adds the object store of the cluster backend (files until S3 lands).
-    fn add_object_store(&mut self) {}
+    /// Adds the cluster backend's object store: a fresh prefix in the bucket of the S3
+    /// server this test binary shares.
+    fn add_object_store(&mut self) {
+        static S3: OnceLock<super::s3::S3Server> = OnceLock::new();
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let s3 = S3.get_or_init(super::s3::S3Server::start);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        self.object_store_url = Some(s3.url(&format!("t{}-{n}", std::process::id())));
+        self.env = s3.env().into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    }
 
+    /// In-process stores use the database of the target and local image files: the S3
+    /// settings travel as environment, which a multi-threaded test cannot set safely; the
+    /// server processes exercise S3.
     fn open_config(&self, config: &drscreen::config::Config) -> drscreen::store::Store {
-        drscreen::store::Store::connect(&config.database(), &config.data_dir.join("images"), true).expect("store opens")
+        drscreen::store::Store::connect(&config.database(), &config.objects(), true).expect("store opens")
     }
 }

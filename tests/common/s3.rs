@@ -26,6 +26,9 @@ pub struct S3Server {
     pub secret_key: String,
     root: tempfile::TempDir,
     child: Child,
+    /// Kills the server and removes its root if the test process dies without dropping
+    /// it (a server shared by a whole test binary lives in a static, never dropped).
+    _watchdog: super::pg::Watchdog,
 }
 
 /// The `s3s-fs` binary: `$S3S_FS_BIN`, else `s3s-fs` on PATH, else in cargo's bin directory.
@@ -102,7 +105,9 @@ impl S3Server {
                 panic!("s3s-fs did not report its address within {START_TIMEOUT:?}");
             }
         };
-        let server = Self { endpoint, bucket, region: "us-east-1".into(), access_key, secret_key, root, child };
+        let cleanup = format!("kill -9 {}; rm -rf {}", child.id(), super::pg::quote(&root.path().display().to_string()));
+        let _watchdog = super::pg::Watchdog::spawn(&cleanup);
+        let server = Self { endpoint, bucket, region: "us-east-1".into(), access_key, secret_key, root, child, _watchdog };
         server.wait_until_answering();
         server
     }
