@@ -188,8 +188,7 @@ fn flags(args: &[Value]) -> Vec<(String, String)> {
 
 /// Environment variable names must be the binary's (or pending) or a known other one.
 fn check_env_name(cli: &Cli, name: &str, whose: &str) {
-    let known =
-        if name.starts_with("DRSCREEN_") { cli.env.contains(name) } else { OTHER_ENV.contains(&name) };
+    let known = if name.starts_with("DRSCREEN_") { cli.env.contains(name) } else { OTHER_ENV.contains(&name) };
     assert!(known, "{whose}: {name} is neither a variable `drscreen --help` lists nor one of {OTHER_ENV:?}");
 }
 

@@ -386,7 +386,8 @@ fn signing_a_less_urgent_outcome_than_the_grades_imply_needs_a_reason_over_the_j
     assert!(server.stop().success());
     let stored = target.query(&data_dir, &format!("SELECT outcome_reason FROM reviews WHERE exam_id = '{id}' AND version = 1"));
     assert_eq!(stored, [[reason.to_string()]]);
-    let err = target.try_sql(&data_dir, &format!("UPDATE reviews SET outcome_reason = NULL WHERE exam_id = '{id}' AND version = 1")).unwrap_err();
+    let err =
+        target.try_sql(&data_dir, &format!("UPDATE reviews SET outcome_reason = NULL WHERE exam_id = '{id}' AND version = 1")).unwrap_err();
     assert!(err.contains("locked"), "{err}");
 }
 

@@ -43,3 +43,8 @@ command -v s3s-fs >/dev/null || [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs" ] 
 # One build tests both JPEG decoders: tests/preprocess_skew.rs and tests/jpeg_backends.rs
 # run every `preprocess::JpegBackend` compiled in (libjpeg-turbo and jpeg-decoder).
 cargo test --locked "$@"
+# The store, serve, review, API and DICOM suites again on the replicas' backend
+# (PostgreSQL + S3; tests/common/backend.rs): the same test binaries, no second build.
+if [ $# -eq 0 ]; then
+  DRSCREEN_TEST_BACKEND=cluster cargo test --locked --test serve --test review --test api --test dicom --test review_context
+fi

@@ -46,7 +46,7 @@ pub fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             Some(bound) => println!("drscreen dicom listening on {bound} AE {}", config.dicom.ae_title),
             None => println!("drscreen dicom disabled"),
         }
-        tracing::info!(%addr, data_dir = %config.data_dir.display(), "listening");
+        tracing::info!(%addr, data_dir = %config.data_dir.display(), database = %config.database(), images = %config.objects(), "listening");
         http::serve(listener, state, config.http, Duration::from_secs(config.shutdown_drain_secs)).await?;
         tracing::info!("stopped cleanly");
         anyhow::Ok(())

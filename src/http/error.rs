@@ -63,7 +63,11 @@ impl From<ServiceError> for ApiError {
                 // The database or object store is unreachable: nothing was acknowledged,
                 // the client retries (Retry-After), and this replica recovers by itself.
                 tracing::warn!(%why, "storage unavailable");
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "storage is unavailable; nothing was stored; retry shortly")
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage_unavailable",
+                    "storage is unavailable; nothing was stored; retry shortly",
+                )
             }
             ServiceError::Store(_) | ServiceError::Join(_) => {
                 tracing::error!(error = %e, "storage failure");

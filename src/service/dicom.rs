@@ -192,8 +192,10 @@ impl ScreeningService {
         let (frames, images) = match self.load_study(&study).await {
             Ok(loaded) => loaded,
             Err(e) => {
-                // Storage trouble, not the study's fault: it stays due and is retried.
+                // Storage trouble, not the study's fault: it stays due and is retried (by
+                // any replica: the claim is given back).
                 tracing::error!(error = %e, "cannot load a study's images");
+                self.release_study(&study).await;
                 return Ok(());
             }
         };
@@ -213,12 +215,28 @@ impl ScreeningService {
             Err(ServiceError::Engine(e @ (EngineError::QueueFull(_) | EngineError::ShuttingDown))) => {
                 // Not the study's fault: it stays due and is tried again on the next pass.
                 tracing::warn!(error = %e, "DICOM study grading deferred");
+                self.release_study(&study).await;
+                Ok(())
+            }
+            Err(ServiceError::Store(StoreError::LeaseLost(why))) => {
+                // Another replica took the study over after this one's lease ran out: its
+                // grading stands; this one's was rolled back whole.
+                tracing::warn!(%why, "DICOM study graded by another replica; this grading was discarded");
                 Ok(())
             }
             Err(e) => {
                 tracing::warn!(error = %e, "DICOM study could not be graded");
                 self.fail_study(&study, e.to_string()).await
             }
+        }
+    }
+
+    /// Gives a claimed study back so the next pass of any replica can take it.
+    async fn release_study(&self, study: &DueStudy) {
+        let store = self.store.clone();
+        let study = study.clone();
+        if let Ok(Err(e)) = blocking(move || store.release_study(&study)).await {
+            tracing::warn!(error = %e, "cannot release a study's lease; it expires by itself");
         }
     }
 

@@ -163,7 +163,8 @@ pub fn link_exam(
 impl Store {
     /// Whether an instance with this SOP Instance UID was already received.
     pub fn dicom_instance_exists(&self, sop_instance_uid: &str) -> Result<bool, StoreError> {
-        let found = self.db.read(|tx| tx.query_opt("SELECT seq FROM dicom_instances WHERE sop_instance_uid = ?1", args![sop_instance_uid]))?;
+        let found =
+            self.db.read(|tx| tx.query_opt("SELECT seq FROM dicom_instances WHERE sop_instance_uid = ?1", args![sop_instance_uid]))?;
         Ok(found.is_some())
     }
 

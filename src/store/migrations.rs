@@ -345,7 +345,10 @@ pub fn apply_postgres(client: &mut postgres::Client) -> Result<Vec<i64>, StoreEr
 }
 
 fn apply_postgres_locked(client: &mut postgres::Client) -> Result<Vec<i64>, StoreError> {
-    client.batch_execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)")?;
+    let exists: bool = client.query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])?.get(0);
+    if !exists {
+        client.batch_execute("CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)")?;
+    }
     let current = postgres_version(client)?;
     if current > LATEST {
         return Err(newer_schema(current));

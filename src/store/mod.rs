@@ -164,7 +164,10 @@ pub(crate) fn append_audit(
     object: Option<&str>,
     detail: Option<&str>,
 ) -> Result<(), StoreError> {
-    tx.execute("INSERT INTO audit (at, actor, action, object, detail) VALUES (?1, ?2, ?3, ?4, ?5)", args![at, actor, action, object, detail])?;
+    tx.execute(
+        "INSERT INTO audit (at, actor, action, object, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        args![at, actor, action, object, detail],
+    )?;
     Ok(())
 }
 
@@ -390,10 +393,7 @@ impl Store {
     /// Every sha256 a row refers to (exam images, DICOM instances and their frames).
     pub fn referenced_blobs(&self) -> Result<std::collections::HashSet<String>, StoreError> {
         let rows = self.db.read(|tx| {
-            tx.query(
-                "SELECT sha256 FROM images UNION SELECT sha256 FROM dicom_instances UNION SELECT sha256 FROM dicom_frames",
-                &[],
-            )
+            tx.query("SELECT sha256 FROM images UNION SELECT sha256 FROM dicom_instances UNION SELECT sha256 FROM dicom_frames", &[])
         })?;
         rows.iter().map(|r| r.get(0)).collect()
     }
@@ -408,8 +408,7 @@ impl Store {
         // then seen as referenced.
         let referenced = self.referenced_blobs()?;
         let cutoff = std::time::SystemTime::now().checked_sub(grace).unwrap_or(std::time::UNIX_EPOCH);
-        let orphans: Vec<BlobInfo> =
-            listed.into_iter().filter(|b| !referenced.contains(&b.sha256) && b.last_modified < cutoff).collect();
+        let orphans: Vec<BlobInfo> = listed.into_iter().filter(|b| !referenced.contains(&b.sha256) && b.last_modified < cutoff).collect();
         if !dry_run {
             for orphan in &orphans {
                 self.blobs.delete(&orphan.sha256)?;
@@ -501,8 +500,11 @@ impl Store {
     fn exam_from_row(tx: &mut dyn Tx, row: &Row) -> Result<StoredExam, StoreError> {
         let id: String = row.get(0)?;
         let result_json: String = row.get(9)?;
-        let image_ids =
-            tx.query("SELECT id FROM images WHERE exam_id = ?1 ORDER BY idx", args![&id])?.iter().map(|r| r.get(0)).collect::<Result<_, _>>()?;
+        let image_ids = tx
+            .query("SELECT id FROM images WHERE exam_id = ?1 ORDER BY idx", args![&id])?
+            .iter()
+            .map(|r| r.get(0))
+            .collect::<Result<_, _>>()?;
         Ok(StoredExam {
             id,
             created_at: row.get(1)?,
@@ -656,8 +658,9 @@ impl Store {
 
     /// An exam's images in upload order.
     pub fn exam_images(&self, exam_id: &str) -> Result<Vec<ExamImage>, StoreError> {
-        let rows =
-            self.db.read(|tx| tx.query("SELECT id, laterality, view, finding_json FROM images WHERE exam_id = ?1 ORDER BY idx", args![exam_id]))?;
+        let rows = self
+            .db
+            .read(|tx| tx.query("SELECT id, laterality, view, finding_json FROM images WHERE exam_id = ?1 ORDER BY idx", args![exam_id]))?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let laterality: String = row.get(1)?;

@@ -34,7 +34,6 @@ pub enum ReviewSaveError {
     Store(#[from] StoreError),
 }
 
-
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Body {
     eyes: std::collections::BTreeMap<String, review::EyeReview>,
@@ -81,7 +80,8 @@ fn autosave_audited_recently(tx: &mut dyn Tx, reviewer: &str, exam_id: &str) -> 
     let cutoff = time::OffsetDateTime::now_utc() - time::Duration::seconds(AUTOSAVE_AUDIT_EVERY_SECS);
     let mut before = i64::MAX;
     loop {
-        let rows = tx.query("SELECT seq, at, actor, action, object FROM audit WHERE seq < ?1 ORDER BY seq DESC LIMIT ?2", args![before, PAGE])?;
+        let rows =
+            tx.query("SELECT seq, at, actor, action, object FROM audit WHERE seq < ?1 ORDER BY seq DESC LIMIT ?2", args![before, PAGE])?;
         for row in &rows {
             let at: String = row.get(1)?;
             let recent = time::OffsetDateTime::parse(&at, &time::format_description::well_known::Rfc3339).is_ok_and(|t| t >= cutoff);

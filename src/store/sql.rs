@@ -533,7 +533,10 @@ mod tests {
 
     #[test]
     fn placeholders_are_rewritten_outside_literals() {
-        assert_eq!(postgres_placeholders("SELECT a FROM t WHERE b = ?1 AND c = ?12 OR d = ?1"), "SELECT a FROM t WHERE b = $1 AND c = $12 OR d = $1");
+        assert_eq!(
+            postgres_placeholders("SELECT a FROM t WHERE b = ?1 AND c = ?12 OR d = ?1"),
+            "SELECT a FROM t WHERE b = $1 AND c = $12 OR d = $1"
+        );
         assert_eq!(postgres_placeholders("x = ? AND y = ? LIMIT ?"), "x = $1 AND y = $2 LIMIT $3");
         assert_eq!(postgres_placeholders("action LIKE ? ESCAPE '\\' AND z = 'a?b'"), "action LIKE $1 ESCAPE '\\' AND z = 'a?b'");
     }

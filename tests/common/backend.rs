@@ -138,8 +138,13 @@ impl StoreTarget {
                 Ok(out)
             }
             Some(url) => {
-                let db = url.rsplit('/').next().unwrap_or_default().to_string();
-                let out = postgres().psql_command(&db).args(["-F", "\t", "-c", sql]).output().map_err(|e| e.to_string())?;
+                // psql takes the URL as its database: the target's own cluster, whichever.
+                let psql = super::pg::bindir().join("psql");
+                let out = std::process::Command::new(psql)
+                    .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-F", "\t", "-d", url, "-c", sql])
+                    .env("PGCONNECT_TIMEOUT", "10")
+                    .output()
+                    .map_err(|e| e.to_string())?;
                 if !out.status.success() {
                     return Err(String::from_utf8_lossy(&out.stderr).into_owned());
                 }

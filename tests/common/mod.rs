@@ -5,8 +5,8 @@
 
 #![allow(dead_code)]
 
-pub mod balancer;
 pub mod backend;
+pub mod balancer;
 pub mod browser;
 pub mod mutate;
 pub mod pg;
