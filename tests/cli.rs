@@ -160,3 +160,43 @@ fn keys_carry_a_checked_display_name() {
     assert!(rows.iter().any(|r| r.contains("device") && r.trim_end().ends_with('-')), "{list}");
     assert!(!list.contains(&secret) && !list.contains("drs_"), "keys list never shows a secret:\n{list}");
 }
+
+/// `drscreen migrate` reports the schema, and `drscreen gc` removes an image object no row
+/// refers to once it is older than the grace period, keeps the exam's own images, and
+/// lists without removing under `--dry-run`.
+#[test]
+fn migrate_and_gc_keep_referenced_images_and_remove_orphans() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = |args: &[&str]| {
+        let out = Command::new(common::bin()).arg("--data-dir").arg(dir.path()).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let migrated = cli(&["migrate"]);
+    assert!(migrated.contains(&format!("schema version {}", drscreen::store::SCHEMA_VERSION)), "{migrated}");
+    assert!(cli(&["migrate"]).contains("schema is current"));
+
+    let server = common::Server::start_in(dir.path(), &["--dicom-enabled", "false"]);
+    let key = server.key("admin");
+    let exam = common::upload_exam(&server, &key, &common::Exam::eyes("grade0_L.jpg", "grade3_R.jpg")).json();
+    assert!(server.stop().success());
+    // An object whose commit never happened: stored, then the process died.
+    let orphan = drscreen::store::BlobStore::open(&drscreen::store::ObjectStoreUrl::File(dir.path().join("images")))
+        .unwrap()
+        .put(b"an upload whose rows never committed")
+        .unwrap();
+
+    let young = cli(&["gc"]);
+    assert!(young.contains("removed 0 orphaned object(s)"), "a fresh object is spared: {young}");
+    let listed = cli(&["gc", "--older-than-secs", "0", "--dry-run"]);
+    assert!(listed.contains(&orphan) && listed.contains("would remove 1 orphaned object(s)"), "{listed}");
+    let removed = cli(&["gc", "--older-than-secs", "0"]);
+    assert!(removed.contains("removed 1 orphaned object(s)"), "{removed}");
+    assert!(cli(&["gc", "--older-than-secs", "0", "--dry-run"]).contains("would remove 0"));
+
+    let server = common::Server::start_in(dir.path(), &["--dicom-enabled", "false"]);
+    for image in exam["image_ids"].as_array().unwrap() {
+        let r = common::get(&server, &format!("/v1/images/{}", image.as_str().unwrap()), Some(&key));
+        assert_eq!(r.status, 200, "the exam's own images are kept");
+    }
+}

@@ -294,9 +294,7 @@ fn review_pages_sessions_csrf_worklist_and_timeouts() {
         assert!(audit.contains(wanted), "{wanted} missing from the audit page");
     }
     let admin_id = admin.split('_').nth(1).unwrap();
-    let mut revoke = std::process::Command::new(common::bin());
-    server.target.apply(&mut revoke);
-    let out = revoke.arg("--data-dir").arg(&server.data_dir).args(["keys", "revoke", admin_id]).output().unwrap();
+    let out = server.cli().args(["keys", "revoke", admin_id]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let (s, _, _) = a.get("/review/audit");
     assert_eq!(s, StatusCode::SEE_OTHER, "a revoked key's session ends");

@@ -210,12 +210,7 @@ fn clinician_sees_names_signed_results_prior_exams_and_a_comparison_in_a_real_br
     let server = Server::start(&[]);
     let device = server.key("device");
     let name = "Dr Kari Nordmann";
-    let out = std::process::Command::new(common::bin())
-        .arg("--data-dir")
-        .arg(&server.data_dir)
-        .args(["keys", "create", "--role", "clinician", "--name", name])
-        .output()
-        .unwrap();
+    let out = server.cli().args(["keys", "create", "--role", "clinician", "--name", name]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let clinician = String::from_utf8_lossy(&out.stdout).lines().last().unwrap().trim().to_string();
     let upload = |ext: &str, patient: &str| {

@@ -13,12 +13,7 @@ use serde_json::{Value, json};
 
 /// Creates a key with a display name through the CLI, as a clinic admin would.
 fn named_key(server: &Server, role: &str, name: &str) -> String {
-    let out = std::process::Command::new(common::bin())
-        .arg("--data-dir")
-        .arg(&server.data_dir)
-        .args(["keys", "create", "--role", role, "--name", name])
-        .output()
-        .unwrap();
+    let out = server.cli().args(["keys", "create", "--role", role, "--name", name]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).lines().last().unwrap().trim().to_string()
 }

@@ -151,6 +151,15 @@ impl Server {
         String::from_utf8_lossy(&out.stdout).lines().last().unwrap().trim().to_string()
     }
 
+    /// A `drscreen` command on this server's store (its data directory, database and
+    /// object store); add the subcommand.
+    pub fn cli(&self) -> std::process::Command {
+        let mut command = std::process::Command::new(bin());
+        self.target.apply(&mut command);
+        command.arg("--data-dir").arg(&self.data_dir);
+        command
+    }
+
     /// Rows of a query against this server's database, each column as text.
     pub fn query(&self, sql: &str) -> Vec<Vec<String>> {
         self.target.query(&self.data_dir, sql)
