@@ -127,11 +127,15 @@ async fn readyz(State(state): State<AppState>) -> Response {
         return not_ready("not_ready", "the inference engine is not ready".into());
     }
     let store = state.service.store.clone();
-    let checked = tokio::task::spawn_blocking(move || (store.ping(), store.blobs().check())).await;
-    match checked {
-        Ok((Ok(()), Ok(()))) => Json(serde_json::json!({"status": "ready"})).into_response(),
-        Ok((Err(e), _)) => not_ready("database_unavailable", format!("the database does not answer: {e}")),
-        Ok((_, Err(e))) => not_ready("object_store_unavailable", format!("the image store does not answer: {e}")),
+    match tokio::task::spawn_blocking(move || store.health()).await {
+        Ok(Ok(())) => Json(serde_json::json!({"status": "ready"})).into_response(),
+        Ok(Err(e @ crate::store::StoreError::Blob(_))) => {
+            not_ready("object_store_unavailable", format!("the image store does not answer: {e}"))
+        }
+        Ok(Err(crate::store::StoreError::Unavailable(e))) if e.starts_with("object store") => {
+            not_ready("object_store_unavailable", format!("the image store does not answer: {e}"))
+        }
+        Ok(Err(e)) => not_ready("database_unavailable", format!("the database does not answer: {e}")),
         Err(e) => not_ready("not_ready", format!("readiness check failed: {e}")),
     }
 }

@@ -263,7 +263,14 @@ pub struct Store {
     /// This process's name in leases (`host-pid-random`), so a replica can tell its own
     /// claims from another's.
     replica: Arc<str>,
+    /// When the database and the image store last both answered (see [`Store::health`]).
+    healthy_at: Arc<Mutex<Option<std::time::Instant>>>,
 }
+
+/// How long a passed store health check stands: readiness probes (every 0.5-10 s from each
+/// balancer and kubelet) then cost at most one database ping and one object-store list per
+/// replica per interval, and answer at once under load instead of queueing behind it.
+const HEALTH_FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Current UTC time as RFC 3339 with milliseconds (sorts lexically).
 pub fn now_rfc3339() -> String {
@@ -352,7 +359,7 @@ impl Store {
     fn with_db(db: Db, blobs: BlobStore) -> Result<Self, StoreError> {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "drscreen".into());
         let replica = format!("{host}-{}-{}", std::process::id(), random_hex(3)?);
-        Ok(Self { db, blobs, replica: replica.into() })
+        Ok(Self { db, blobs, replica: replica.into(), healthy_at: Arc::default() })
     }
 
     /// Which SQL engine this store runs on.
@@ -365,7 +372,21 @@ impl Store {
         &self.replica
     }
 
-    /// Whether the database answers now (for `/readyz`).
+    /// Whether the database and the image store answer: the last passed check when it is
+    /// younger than [`HEALTH_FRESH_FOR`], else both checked now (each bounded by its own
+    /// timeout). A failure is never cached, so an outage shows at the next probe.
+    pub fn health(&self) -> Result<(), StoreError> {
+        let fresh = |at: &Option<std::time::Instant>| at.is_some_and(|t| t.elapsed() < HEALTH_FRESH_FOR);
+        if fresh(&*self.healthy_at.lock().map_err(|_| StoreError::Poisoned)?) {
+            return Ok(());
+        }
+        self.ping()?;
+        self.blobs.check()?;
+        *self.healthy_at.lock().map_err(|_| StoreError::Poisoned)? = Some(std::time::Instant::now());
+        Ok(())
+    }
+
+    /// Whether the database answers now.
     pub fn ping(&self) -> Result<(), StoreError> {
         self.db.ping()
     }

@@ -432,7 +432,29 @@ impl<C: postgres::GenericClient> Tx for PgTx<'_, C> {
 #[derive(Clone)]
 pub enum Db {
     Sqlite(Arc<Mutex<rusqlite::Connection>>),
-    Postgres(r2d2::Pool<PgManager>),
+    Postgres(Arc<PgPool>),
+}
+
+/// The PostgreSQL pool. The blocking client closes its connection with its own small
+/// runtime, which must not start on a thread driving async tasks (it panics there): the
+/// last handle, often dropped as `serve` ends inside its runtime, closes the pool on a
+/// plain thread.
+pub struct PgPool(Option<r2d2::Pool<PgManager>>);
+
+impl std::ops::Deref for PgPool {
+    type Target = r2d2::Pool<PgManager>;
+    fn deref(&self) -> &Self::Target {
+        // Only `drop` takes the pool out.
+        self.0.as_ref().unwrap_or_else(|| unreachable!("the pool is present until dropped"))
+    }
+}
+
+impl Drop for PgPool {
+    fn drop(&mut self) {
+        if let Some(pool) = self.0.take() {
+            let _ = std::thread::Builder::new().name("pg-pool-close".into()).spawn(move || drop(pool)).map(|t| t.join());
+        }
+    }
 }
 
 impl Db {
@@ -457,7 +479,7 @@ impl Db {
             // returned; checking every checkout would cost a round trip per call.
             .test_on_check_out(false)
             .build_unchecked(PgManager { config });
-        Ok(Self::Postgres(pool))
+        Ok(Self::Postgres(Arc::new(PgPool(Some(pool)))))
     }
 
     pub fn dialect(&self) -> Dialect {
