@@ -75,6 +75,7 @@ fn bench(c: &mut Criterion) {
                 submitted_by: "bench".into(),
                 external_exam_ref: None,
                 patient_ref: Some("BENCH-1".into()),
+                sectra_study_id: None,
                 result: result.clone(),
                 images,
             };

@@ -1,4 +1,4 @@
-//! Pushing SRs to the PACS. Grading an exam queues a row in the `sr_outbox` table in the
+//! Pushing SRs to the PACS. Grading an exam queues a `dicom` delivery in the outbox in the
 //! same transaction as the exam, so a push is never lost to a crash; this task sends due
 //! rows by C-STORE (a fresh association each), marks them sent, or records the error and
 //! the next attempt with exponential back-off capped at `sr_retry_max_secs`. Rows are
@@ -19,7 +19,7 @@ use super::{DicomConfig, SrDestination, poll_forever, scp};
 use crate::interop::sr::COMPREHENSIVE_3D_SR;
 use crate::interop::{EXPLICIT_VR_LE, IMPLICIT_VR_LE};
 use crate::service::{ScreeningService, ServiceError};
-use crate::store::DueOutbox;
+use crate::store::{Delivery, DeliveryKind};
 
 /// Why one SR push failed (recorded on the outbox row and retried).
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +61,7 @@ pub async fn run_sender(service: Arc<ScreeningService>, config: DicomConfig) {
         let (service, config) = (service.clone(), config.clone());
         async move {
             let store = service.store.clone();
-            let due = tokio::task::spawn_blocking(move || store.due_outbox()).await??;
+            let due = tokio::task::spawn_blocking(move || store.claim_deliveries(DeliveryKind::Dicom)).await??;
             for item in due {
                 let (service, config) = (service.clone(), config.clone());
                 tokio::task::spawn_blocking(move || send_and_record(&service, &item, &config)).await??;
@@ -73,16 +73,16 @@ pub async fn run_sender(service: Arc<ScreeningService>, config: DicomConfig) {
 }
 
 /// Pushes one SR and records the outcome on its outbox row (blocking).
-fn send_and_record(service: &ScreeningService, item: &DueOutbox, config: &DicomConfig) -> Result<(), ServiceError> {
+fn send_and_record(service: &ScreeningService, item: &Delivery, config: &DicomConfig) -> Result<(), ServiceError> {
     match push(service, item, &config.ae_title) {
         Ok(uid) => {
             tracing::info!(exam = %item.exam_id, destination = %item.destination, "SR stored at the PACS");
-            service.store.outbox_sent(item, &uid)?;
+            service.store.delivery_delivered(item, "dicom.sr.sent", &format!("SR {uid} to {}", item.destination), Some(&uid))?;
         }
         Err(e) => {
             let delay = backoff(config, item.attempts);
             tracing::warn!(exam = %item.exam_id, destination = %item.destination, attempt = item.attempts + 1, retry_in_s = delay, error = %e, "SR push failed; queued for retry");
-            service.store.outbox_failed(item, delay, &e.to_string())?;
+            service.store.delivery_retry(item, "dicom.sr.failed", delay, &e.to_string())?;
         }
     }
     Ok(())
@@ -90,7 +90,7 @@ fn send_and_record(service: &ScreeningService, item: &DueOutbox, config: &DicomC
 
 /// Builds the exam's SR and stores it at the destination by C-STORE; returns the SR's
 /// SOP Instance UID.
-fn push(service: &ScreeningService, item: &DueOutbox, calling_ae: &str) -> Result<String, PushError> {
+fn push(service: &ScreeningService, item: &Delivery, calling_ae: &str) -> Result<String, PushError> {
     let exam = service.store.get_exam(&item.exam_id).map_err(ServiceError::from)?.ok_or(PushError::ExamGone)?;
     let file = service.exam_sr(&exam)?;
     let dest = SrDestination::parse(&item.destination).map_err(PushError::Destination)?;

@@ -109,6 +109,9 @@ pub struct Instance {
     pub patient_id: Option<String>,
     /// Stored with the study, never logged.
     pub patient_name: Option<String>,
+    /// AccessionNumber (0008,0050): the RIS/PACS order number, which a Sectra PACS
+    /// reports to DIPS as the study id.
+    pub accession_number: Option<String>,
     pub laterality: Laterality,
     pub frames: Vec<Frame>,
 }
@@ -231,6 +234,7 @@ impl Instance {
             transfer_syntax: ts_uid,
             patient_id: text(obj, tags::PATIENT_ID),
             patient_name: text(obj, tags::PATIENT_NAME),
+            accession_number: text(obj, tags::ACCESSION_NUMBER),
             laterality,
             frames,
         })

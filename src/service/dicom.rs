@@ -135,6 +135,7 @@ impl ScreeningService {
                 sha256,
                 patient_id: inst.patient_id.clone(),
                 patient_name: inst.patient_name.clone(),
+                accession_number: inst.accession_number.clone(),
                 frames,
             },
         )?;
@@ -206,8 +207,13 @@ impl ScreeningService {
         }
         let channel = if frames.iter().all(|f| f.received_via == "stow-rs") { Channel::Stow } else { Channel::Dicom };
         let sources: Vec<(String, i64)> = frames.iter().map(|f| (f.sop_instance_uid.clone(), f.frame)).collect();
-        let meta =
-            ExamMetadata { external_exam_ref: Some(study.study_uid.clone()), patient_ref: study.patient_id.clone(), views: Vec::new() };
+        let meta = ExamMetadata {
+            external_exam_ref: Some(study.study_uid.clone()),
+            patient_ref: study.patient_id.clone(),
+            views: Vec::new(),
+            // A DICOM exam's Sectra study id is its study's AccessionNumber.
+            sectra_study_id: study.accession_number.clone(),
+        };
         let linked = study.clone();
         let hook: CommitHook = Box::new(move |tx, exam_id| link_exam(tx, exam_id, &linked, &sources, destination.as_deref()));
         match self.submit_exam_with(channel, &study.submitted_by, images, meta, Some(hook)).await {

@@ -74,6 +74,10 @@ pub struct ExamMetadata {
     /// Per-image view, in upload order: "macula" | "disc".
     #[serde(default)]
     pub views: Vec<Option<String>>,
+    /// The study id the EHR matches results by (see `store::NewExam::sectra_study_id`);
+    /// set by the service from the channel's rule, never by the client directly.
+    #[serde(skip)]
+    pub sectra_study_id: Option<String>,
 }
 
 /// `[exams]`: what one exam may hold, whichever edge it arrives through.
@@ -179,6 +183,8 @@ impl ScreeningService {
         images: Vec<IncomingImage>,
         meta: ExamMetadata,
     ) -> Result<(StoredExam, ExamResult), ServiceError> {
+        // An HTTP exam's Sectra study id is the clinic's own exam reference.
+        let meta = ExamMetadata { sectra_study_id: meta.external_exam_ref.clone(), ..meta };
         self.submit_exam_with(Channel::Http, actor, images, meta, None).await
     }
 
@@ -260,6 +266,7 @@ impl ScreeningService {
                 submitted_by: actor,
                 external_exam_ref: meta.external_exam_ref,
                 patient_ref: meta.patient_ref,
+                sectra_study_id: meta.sectra_study_id,
                 result: exam_result,
                 images: new_images,
             };

@@ -1,6 +1,6 @@
 //! The DICOM node's tables: studies waiting to be graded, received instances (one row per
 //! SOP Instance UID, so a repeated store is a no-op), their frames, the instances behind
-//! each exam, and the SR outbox. Every write that is a clinical action appends its audit
+//! each exam (its SR push is queued in the outbox, `outbox.rs`). Every write that is a clinical action appends its audit
 //! event in the same transaction.
 //!
 //! Background work runs once across replicas: the grader and the SR sender *claim* due
@@ -10,13 +10,12 @@
 //! second exam for a study another replica has taken over. A replica that dies leaves
 //! its claims to the others once the lease expires.
 
+use super::outbox::{DeliveryKind, enqueue, skip_locked, unix_now};
 use super::sql::{Dialect, Row, Tx, args};
 use super::{Store, StoreError, now_rfc3339};
 
 /// How long a claimed study is reserved for the replica grading it.
 pub const STUDY_LEASE_SECS: f64 = 60.0;
-/// How long a claimed SR push is reserved for the replica sending it.
-pub const OUTBOX_LEASE_SECS: f64 = 60.0;
 /// How many rows one claim takes.
 const CLAIM_BATCH: i64 = 4;
 
@@ -32,6 +31,7 @@ pub struct NewInstance {
     pub sha256: String,
     pub patient_id: Option<String>,
     pub patient_name: Option<String>,
+    pub accession_number: Option<String>,
     /// (sha256, media type) per frame.
     pub frames: Vec<(String, String)>,
 }
@@ -57,6 +57,8 @@ pub struct DueStudy {
     pub previous_exam: Option<String>,
     /// The replica holding the study's lease (this one, when claimed here).
     pub lease_owner: String,
+    /// The study's AccessionNumber (first non-empty one received).
+    pub accession_number: Option<String>,
 }
 
 /// One frame of a study, in receive order.
@@ -84,30 +86,8 @@ pub struct ExamSource {
     pub instance_sha256: String,
 }
 
-/// An SR push that is due.
-#[derive(Debug, Clone)]
-pub struct DueOutbox {
-    pub id: i64,
-    pub exam_id: String,
-    pub destination: String,
-    pub attempts: i64,
-}
-
-fn unix_now() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
-}
-
 fn audit(tx: &mut dyn Tx, actor: &str, action: &str, object: &str, detail: &str) -> Result<(), StoreError> {
     super::append_audit(tx, &now_rfc3339(), actor, action, Some(object), Some(detail))
-}
-
-/// PostgreSQL's row locks for a claim: rows another replica is claiming right now are
-/// skipped, not waited for. SQLite has one writer at a time, so nothing to add.
-fn skip_locked(tx: &dyn Tx) -> &'static str {
-    match tx.dialect() {
-        Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
-        Dialect::Sqlite => "",
-    }
 }
 
 fn due_study_from_row(r: &Row) -> Result<DueStudy, StoreError> {
@@ -118,6 +98,7 @@ fn due_study_from_row(r: &Row) -> Result<DueStudy, StoreError> {
         last_seq: r.get(3)?,
         previous_exam: r.get(4)?,
         lease_owner: r.get(5)?,
+        accession_number: r.get(6)?,
     })
 }
 
@@ -152,10 +133,7 @@ pub fn link_exam(
     };
     audit(tx, "dicom", action, &study.study_uid, &detail)?;
     if let Some(dest) = sr_destination {
-        tx.execute(
-            "INSERT INTO sr_outbox (exam_id, destination, created_at, next_attempt_unix) VALUES (?1, ?2, ?3, ?4)",
-            args![exam_id, dest, now_rfc3339(), unix_now()],
-        )?;
+        enqueue(tx, DeliveryKind::Dicom, exam_id, dest)?;
     }
     Ok(())
 }
@@ -203,11 +181,12 @@ impl Store {
             }
             let now = now_rfc3339();
             tx.execute(
-                "INSERT INTO dicom_studies (study_uid, submitted_by, patient_id, patient_name, first_received_at, last_received_at, last_received_unix, last_seq, state)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, 0, 'receiving')
+                "INSERT INTO dicom_studies (study_uid, submitted_by, patient_id, patient_name, first_received_at, last_received_at, last_received_unix, last_seq, state, accession_number)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, 0, 'receiving', ?7)
                  ON CONFLICT(study_uid) DO UPDATE SET last_received_at = ?5, last_received_unix = ?6, state = 'receiving',
-                   patient_id = COALESCE(dicom_studies.patient_id, ?3), patient_name = COALESCE(dicom_studies.patient_name, ?4)",
-                args![&inst.study_uid, actor, &inst.patient_id, &inst.patient_name, &now, unix_now()],
+                   patient_id = COALESCE(dicom_studies.patient_id, ?3), patient_name = COALESCE(dicom_studies.patient_name, ?4),
+                   accession_number = COALESCE(dicom_studies.accession_number, ?7)",
+                args![&inst.study_uid, actor, &inst.patient_id, &inst.patient_name, &now, unix_now(), &inst.accession_number],
             )?;
             let seq: i64 = tx
                 .query_opt(
@@ -255,7 +234,7 @@ impl Store {
                  WHERE study_uid IN (SELECT study_uid FROM dicom_studies
                      WHERE last_seq > graded_seq AND last_received_unix <= ?3 AND (lease_until IS NULL OR lease_until < ?4)
                      ORDER BY last_received_unix LIMIT ?5{})
-                 RETURNING study_uid, submitted_by, patient_id, last_seq, exam_id, lease_owner",
+                 RETURNING study_uid, submitted_by, patient_id, last_seq, exam_id, lease_owner, accession_number",
                 skip_locked(tx)
             );
             let rows = tx.query(&sql, args![&*self.replica, now + STUDY_LEASE_SECS, now - stable_secs, now, CLAIM_BATCH])?;
@@ -346,56 +325,5 @@ impl Store {
                 })
             })
             .collect()
-    }
-
-    /// Claims (for [`OUTBOX_LEASE_SECS`]) SR pushes whose next attempt is due and that no
-    /// other replica holds.
-    pub fn due_outbox(&self) -> Result<Vec<DueOutbox>, StoreError> {
-        let now = unix_now();
-        self.db.write(|tx| {
-            let sql = format!(
-                "UPDATE sr_outbox SET lease_owner = ?1, lease_until = ?2
-                 WHERE id IN (SELECT id FROM sr_outbox
-                     WHERE sent_at IS NULL AND next_attempt_unix <= ?3 AND (lease_until IS NULL OR lease_until < ?3)
-                     ORDER BY id LIMIT ?4{})
-                 RETURNING id, exam_id, destination, attempts",
-                skip_locked(tx)
-            );
-            let rows = tx.query(&sql, args![&*self.replica, now + OUTBOX_LEASE_SECS, now, CLAIM_BATCH])?;
-            let mut due: Vec<DueOutbox> = rows
-                .iter()
-                .map(|r| Ok(DueOutbox { id: r.get(0)?, exam_id: r.get(1)?, destination: r.get(2)?, attempts: r.get(3)? }))
-                .collect::<Result<_, StoreError>>()?;
-            due.sort_by_key(|d| d.id);
-            Ok(due)
-        })
-    }
-
-    /// Records a delivered SR push (audited) and ends its lease.
-    pub fn outbox_sent(&self, item: &DueOutbox, sop_instance_uid: &str) -> Result<(), StoreError> {
-        self.db.write(|tx| {
-            tx.execute(
-                "UPDATE sr_outbox SET sent_at = ?2, attempts = attempts + 1, last_error = NULL, lease_owner = NULL, lease_until = NULL WHERE id = ?1",
-                args![item.id, now_rfc3339()],
-            )?;
-            audit(tx, "dicom", "dicom.sr.sent", &item.exam_id, &format!("SR {sop_instance_uid} to {}", item.destination))
-        })
-    }
-
-    /// Records a failed SR push and when to retry it (audited; the row stays queued).
-    pub fn outbox_failed(&self, item: &DueOutbox, retry_in_secs: f64, error: &str) -> Result<(), StoreError> {
-        self.db.write(|tx| {
-            tx.execute(
-                "UPDATE sr_outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_unix = ?3, lease_owner = NULL, lease_until = NULL WHERE id = ?1",
-                args![item.id, error, unix_now() + retry_in_secs],
-            )?;
-            audit(
-                tx,
-                "dicom",
-                "dicom.sr.failed",
-                &item.exam_id,
-                &format!("attempt {} to {}: {error}; retry in {retry_in_secs:.0}s", item.attempts + 1, item.destination),
-            )
-        })
     }
 }

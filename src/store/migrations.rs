@@ -13,7 +13,7 @@ use rusqlite::Connection;
 
 use super::StoreError;
 
-const MIGRATIONS: [&str; 6] = [
+const MIGRATIONS: [&str; 7] = [
     // 1: exams, images, API keys, append-only audit log.
     "CREATE TABLE exams (
         id TEXT PRIMARY KEY,
@@ -156,10 +156,29 @@ const MIGRATIONS: [&str; 6] = [
     ALTER TABLE dicom_studies ADD COLUMN lease_until REAL;
     ALTER TABLE sr_outbox ADD COLUMN lease_owner TEXT;
     ALTER TABLE sr_outbox ADD COLUMN lease_until REAL;",
+    // 7: one outbox of deliveries for every destination (issue 15): the SR outbox gains a
+    // destination `kind` ('dicom' = SR (+ PDF) by C-STORE, 'dips' = the EHR's
+    // $append-retina-ai-result), a `state` (pending -> delivered | failed; a failed row is
+    // kept for an admin, never dropped) and what the destination answered (`result`).
+    // A DIPS examination gets one delivery row ever (the append is not idempotent), hence
+    // the partial unique index. `exams.sectra_study_id` is how a DIPS examination finds
+    // its exam: the source study's AccessionNumber, or an HTTP exam's external_exam_ref.
+    "ALTER TABLE sr_outbox RENAME TO outbox;
+    ALTER TABLE outbox ADD COLUMN kind TEXT NOT NULL DEFAULT 'dicom';
+    ALTER TABLE outbox ADD COLUMN state TEXT NOT NULL DEFAULT 'pending';
+    ALTER TABLE outbox ADD COLUMN result TEXT;
+    ALTER TABLE outbox ADD COLUMN updated_at TEXT;
+    UPDATE outbox SET state = 'delivered', updated_at = sent_at WHERE sent_at IS NOT NULL;
+    DROP INDEX sr_outbox_due;
+    CREATE INDEX outbox_due ON outbox(kind, state, next_attempt_unix);
+    CREATE UNIQUE INDEX outbox_dips_once ON outbox(destination) WHERE kind = 'dips';
+    ALTER TABLE exams ADD COLUMN sectra_study_id TEXT;
+    CREATE INDEX exams_by_sectra_study ON exams(sectra_study_id, created_at);
+    ALTER TABLE dicom_studies ADD COLUMN accession_number TEXT;",
 ];
 
 /// The same schema on PostgreSQL, migration for migration.
-const POSTGRES_MIGRATIONS: [&str; 6] = [
+const POSTGRES_MIGRATIONS: [&str; 7] = [
     r#"CREATE FUNCTION drscreen_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN RAISE EXCEPTION '%', TG_ARGV[0] USING ERRCODE = 'integrity_constraint_violation'; END $$;
     CREATE TABLE exams (
@@ -294,6 +313,18 @@ const POSTGRES_MIGRATIONS: [&str; 6] = [
     ALTER TABLE dicom_studies ADD COLUMN lease_until DOUBLE PRECISION;
     ALTER TABLE sr_outbox ADD COLUMN lease_owner TEXT COLLATE "C";
     ALTER TABLE sr_outbox ADD COLUMN lease_until DOUBLE PRECISION;"#,
+    r#"ALTER TABLE sr_outbox RENAME TO outbox;
+    ALTER TABLE outbox ADD COLUMN kind TEXT COLLATE "C" NOT NULL DEFAULT 'dicom';
+    ALTER TABLE outbox ADD COLUMN state TEXT COLLATE "C" NOT NULL DEFAULT 'pending';
+    ALTER TABLE outbox ADD COLUMN result TEXT;
+    ALTER TABLE outbox ADD COLUMN updated_at TEXT COLLATE "C";
+    UPDATE outbox SET state = 'delivered', updated_at = sent_at WHERE sent_at IS NOT NULL;
+    DROP INDEX sr_outbox_due;
+    CREATE INDEX outbox_due ON outbox(kind, state, next_attempt_unix);
+    CREATE UNIQUE INDEX outbox_dips_once ON outbox(destination) WHERE kind = 'dips';
+    ALTER TABLE exams ADD COLUMN sectra_study_id TEXT COLLATE "C";
+    CREATE INDEX exams_by_sectra_study ON exams(sectra_study_id, created_at);
+    ALTER TABLE dicom_studies ADD COLUMN accession_number TEXT COLLATE "C";"#,
 ];
 
 /// The advisory lock key migrations run under ("drscreen" in ASCII, as a number).

@@ -10,6 +10,7 @@ mod context;
 mod dicom;
 mod keys;
 mod migrations;
+mod outbox;
 mod reviews;
 mod sessions;
 pub mod sql;
@@ -22,8 +23,9 @@ pub use reviews::{ReviewSaveError, SaveKind};
 pub use sessions::Session;
 pub use url::DatabaseUrl;
 
-pub use dicom::{DueOutbox, DueStudy, ExamSource, NewInstance, OUTBOX_LEASE_SECS, Recorded, STUDY_LEASE_SECS, StudyFrame, link_exam};
+pub use dicom::{DueStudy, ExamSource, NewInstance, Recorded, STUDY_LEASE_SECS, StudyFrame, link_exam};
 pub use migrations::LATEST as SCHEMA_VERSION;
+pub use outbox::{Delivery, DeliveryKind, DeliveryRecord, DeliveryState, MAX_LISTED as MAX_LISTED_DELIVERIES, OUTBOX_LEASE_SECS};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -131,6 +133,9 @@ pub struct NewExam {
     pub submitted_by: String,
     pub external_exam_ref: Option<String>,
     pub patient_ref: Option<String>,
+    /// How the EHR (DIPS, via the Sectra PACS) names the imaging study: the DICOM
+    /// source's AccessionNumber, or an HTTP exam's `external_exam_ref`.
+    pub sectra_study_id: Option<String>,
     /// The graded result; its outcome, flag and model are also stored as columns so
     /// the worklist and filters can use them without reading the JSON.
     pub result: ExamResult,
@@ -464,8 +469,8 @@ impl Store {
         }
         self.db.write(|tx| {
             tx.execute(
-                "INSERT INTO exams (id, created_at, submitted_by, external_exam_ref, patient_ref, outcome, flagged, reviewed, model_sha256, result_json)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?9)",
+                "INSERT INTO exams (id, created_at, submitted_by, external_exam_ref, patient_ref, outcome, flagged, reviewed, model_sha256, result_json, sectra_study_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?9, ?10)",
                 args![
                     &id,
                     &created_at,
@@ -475,7 +480,8 @@ impl Store {
                     result.outcome.as_str(),
                     result.flagged,
                     &result.model.sha256,
-                    result_json.as_str()
+                    result_json.as_str(),
+                    &exam.sectra_study_id
                 ],
             )?;
             for (idx, (image, (image_id, cam, finding))) in exam.images.iter().zip(&rows).enumerate() {
