@@ -13,6 +13,7 @@ use std::sync::LazyLock;
 use serde::{Deserialize, Serialize};
 
 use crate::dicom::{DicomConfig, SrDestination};
+use crate::dips::DipsConfig;
 use crate::engine::EngineConfig;
 use crate::http::HttpLimits;
 use crate::model::{ExecutionProvider, RuntimeOptions};
@@ -48,6 +49,8 @@ pub struct Config {
     pub review: ReviewConfig,
     /// The DICOM node (C-ECHO/C-STORE listener, study grading, SR push).
     pub dicom: DicomConfig,
+    /// The EHR integration (DIPS `$append-retina-ai-result`).
+    pub dips: DipsConfig,
     /// What one exam may hold.
     pub exams: ExamLimits,
     /// HTTP connection limits and timeouts.
@@ -82,6 +85,7 @@ impl Default for Config {
             shutdown_drain_secs: 30,
             review: ReviewConfig::default(),
             dicom: DicomConfig::default(),
+            dips: DipsConfig::default(),
             exams: ExamLimits::default(),
             http: HttpLimits::default(),
         }
@@ -193,7 +197,8 @@ impl Config {
                 "must be a number of seconds no less than dicom.sr_retry_initial_secs ({}), got {}",
                 d.sr_retry_initial_secs, d.sr_retry_max_secs
             )
-        })
+        })?;
+        self.dips.check().map_err(|(key, reason)| ConfigError::Invalid { key, reason })
     }
 }
 
@@ -341,6 +346,15 @@ impl KnobValue for Vec<String> {
     }
 }
 
+impl KnobValue for Option<String> {
+    fn parse_knob(text: &str) -> Result<Self, String> {
+        Ok((!text.is_empty()).then(|| text.to_string()))
+    }
+    fn show_knob(&self) -> Option<String> {
+        self.clone()
+    }
+}
+
 impl KnobValue for Option<ObjectStoreUrl> {
     fn parse_knob(text: &str) -> Result<Self, String> {
         text.parse().map(Some).map_err(|e: crate::store::BlobError| e.to_string())
@@ -444,6 +458,15 @@ static KNOBS: LazyLock<Vec<Knob>> = LazyLock::new(|| {
         "dicom-max-connections-per-host" => dicom.max_connections_per_host: "DICOM connections from one host at once";
         "dicom-max-associations-per-ae" => dicom.max_associations_per_ae: "DICOM associations per calling AE title at once";
         "dicom-artim-timeout-secs" => dicom.artim_timeout_secs: "Seconds a new DICOM connection may take to send its A-ASSOCIATE-RQ";
+        "dips-base-url" => dips.base_url, unset "off": "DIPS RetinaIntegration FHIR base URL; set to poll $retina-by-date and deliver $append-retina-ai-result";
+        "dips-auth-header" => dips.auth_header: "Header carrying the DIPS credential";
+        "dips-auth-value" => dips.auth_value, unset "none": "Value of the DIPS credential header, e.g. 'Bearer <token>' (prefer the DRSCREEN_DIPS_AUTH_VALUE variable)";
+        "dips-poll-secs" => dips.poll_secs: "Seconds between polls of DIPS for examinations waiting for an AI result";
+        "dips-window-days" => dips.window_days: "Days back from today the pending-examination search covers (it ends tomorrow)";
+        "dips-validation" => dips.validation: "Send results with validation=true (DIPS grades every examination manually); keep until the model is cleared";
+        "dips-timeout-secs" => dips.timeout_secs: "Seconds one request to DIPS may take";
+        "dips-retry-initial-secs" => dips.retry_initial_secs: "First DIPS delivery retry delay, seconds; doubles per failure";
+        "dips-retry-max-secs" => dips.retry_max_secs: "Longest DIPS delivery retry delay, seconds; deliveries are never dropped";
         "max-images-per-exam" => exams.max_images_per_exam: "Images in one exam (HTTP upload or DICOM study)";
         "max-reference-chars" => exams.max_reference_chars: "Characters in external_exam_ref, patient_ref and view names";
         "max-instances-per-request" => exams.max_instances_per_request: "DICOM instances in one STOW-RS request";

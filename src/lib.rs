@@ -5,12 +5,13 @@
 //!
 //! ```text
 //! edges        http (v1, KServe v2, STOW-RS, review pages)   dicom (C-STORE SCP, study loop, SR push)
-//!                 \                                            /        each calls the service, never each other
+//!                 \        dips (EHR: poll pending examinations, deliver results)        /
+//!                  \                          |                                        /   each calls the service, never each other
 //! service      service: grade, store exams, ingest DICOM, grade studies, SR/FHIR, metrics, spans
 //!                 |                       \
 //! interop         |                        interop: DICOM objects <-> images, SR writer, FHIR report
 //!                 |                       /
-//! store        store: SQLite + content-addressed images, reviews, sessions, audit, outbox
+//! store        store: SQLite/PostgreSQL + images, reviews, sessions, audit, outbox of deliveries
 //!                 |
 //! core         pipeline -> engine (admission, batching, ORT) -> preprocess, model
 //!              grading (clinical rules), review (review rules), report (validation, agreement, heatmap)
@@ -23,7 +24,7 @@
 //!   core and the store's record types, never the service or an edge.
 //! - [`service`]: the operations every edge calls, and the metrics and tracing spans of
 //!   that work; imports core, store and interop.
-//! - Edges ([`http`], [`dicom`]): translate a protocol into service calls; never import
+//! - Edges ([`http`], [`dicom`], [`dips`]): translate a protocol into service calls; never import
 //!   each other.
 //! - [`config`] gathers each module's settings section (`[engine]`, `[dicom]`, `[http]`,
 //!   ...) into one validated `Config`; only the binary reads it, so no module depends
@@ -33,6 +34,7 @@
 
 pub mod config;
 pub mod dicom;
+pub mod dips;
 pub mod engine;
 pub mod grading;
 pub mod http;

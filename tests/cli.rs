@@ -71,8 +71,9 @@ fn help_shows_the_config_defaults() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let help = String::from_utf8_lossy(&out.stdout);
     let defaults = drscreen::config::Config::default();
-    // The 28 settings of release 0.1.0 plus the 10 limits and timeouts of issue 18.
-    assert_eq!(drscreen::config::knobs().len(), 40);
+    // The 28 settings of release 0.1.0, the 10 limits and timeouts of issue 18, the
+    // database and object store of issue 14, and the 9 DIPS settings of issue 15.
+    assert_eq!(drscreen::config::knobs().len(), 49);
     for knob in drscreen::config::knobs() {
         // An entry runs from its flag's line to the next line that starts another option.
         let lines: Vec<&str> = help.lines().collect();

@@ -34,12 +34,15 @@ pub fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         let addr = listener.local_addr()?;
         let dicom = if config.dicom.enabled {
             let handle = tokio::runtime::Handle::current();
-            let bound = drscreen::dicom::start(&config.dicom, service, &handle)
+            let bound = drscreen::dicom::start(&config.dicom, service.clone(), &handle)
                 .with_context(|| format!("cannot start the DICOM listener on {}:{}", config.dicom.bind, config.dicom.port))?;
             Some(bound)
         } else {
             None
         };
+        if drscreen::dips::start(&config.dips, service.clone(), &tokio::runtime::Handle::current()).context("cannot start the DIPS integration")? {
+            tracing::info!(validation = config.dips.validation, "DIPS integration on");
+        }
         // The bound addresses on stdout (HTTP first, DICOM second) let scripts and tests use port 0.
         println!("drscreen listening on http://{addr}");
         match dicom {

@@ -11,6 +11,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use super::AppState;
+use crate::store::{DeliveryKind, DeliveryState};
 
 /// HTTP responses by matched route and status.
 #[derive(Default)]
@@ -38,6 +39,16 @@ impl HttpMetrics {
         }
         out.push_str(&service.metrics.render(&service.screener.engine));
         out
+    }
+}
+
+/// The outbox gauges: deliveries by destination kind and state.
+pub fn render_outbox(out: &mut String, counts: &[(DeliveryKind, DeliveryState, i64)]) {
+    out.push_str(
+        "# HELP drscreen_outbox_deliveries Outbox deliveries by destination kind and state (pending, delivered, failed).\n# TYPE drscreen_outbox_deliveries gauge\n",
+    );
+    for (kind, state, n) in counts {
+        let _ = writeln!(out, "drscreen_outbox_deliveries{{kind=\"{}\",state=\"{}\"}} {n}", kind.as_str(), state.as_str());
     }
 }
 

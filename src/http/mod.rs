@@ -12,6 +12,7 @@
 
 pub mod auth;
 pub mod body_rate;
+pub mod deliveries;
 pub mod dicomweb;
 pub mod error;
 pub mod fhir;
@@ -81,6 +82,8 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/v1/agreement", get(reviews::agreement_json))
         .route("/v1/exams/{id}/sr.dcm", get(dicomweb::exam_sr))
         .route("/v1/exams/{id}/fhir", get(fhir::exam_fhir))
+        .route("/v1/deliveries", get(deliveries::list))
+        .route("/v1/deliveries/{id}/retry", post(deliveries::retry))
         .route("/dicomweb/studies", post(dicomweb::stow))
         .merge(kserve::routes())
         // The review pages run with the page context (model notice, quality limits).
@@ -159,7 +162,13 @@ async fn info(State(state): State<AppState>, _caller: Caller) -> Response {
 }
 
 async fn metrics_text(State(state): State<AppState>, _caller: Caller) -> Response {
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(&state.service)).into_response()
+    let mut text = state.metrics.render(&state.service);
+    // The outbox gauges are read from the store, so they count every replica's rows.
+    match state.store_call(|store| store.delivery_counts()).await {
+        Ok(counts) => metrics::render_outbox(&mut text, &counts),
+        Err(e) => tracing::warn!(error = %e.message, "outbox gauges left out of /metrics: the store did not answer"),
+    }
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 /// Resolves on SIGINT or SIGTERM.

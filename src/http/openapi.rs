@@ -461,6 +461,28 @@ fn review_paths() -> Vec<(String, Value)> {
                 "400": err("bad query string (invalid_query)"), "403": err("not an admin")}))}}),
         ),
         (
+            "/v1/deliveries".into(),
+            json!({"get": {"summary": "The outbox: deliveries to the PACS (dicom) and the EHR (dips), newest first, with counts by kind and state (admin)",
+            "parameters": [
+                {"name": "state", "in": "query", "schema": {"type": "string", "enum": ["pending", "delivered", "failed"]}},
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}, "description": "default 100"}],
+            "responses": responses(json!({"200": ok("counts and rows", "application/json", json!({"type": "object", "required": ["counts", "deliveries"],
+                    "properties": {"counts": {"type": "array", "items": {"type": "object", "required": ["kind", "state", "count"]}},
+                        "deliveries": {"type": "array", "items": {"type": "object", "required": ["id", "kind", "exam_id", "destination", "state", "attempts"],
+                        "properties": {"id": {"type": "integer"}, "kind": {"type": "string"}, "exam_id": {"type": "string"}, "destination": {"type": "string"},
+                            "state": {"type": "string"}, "attempts": {"type": "integer"}, "created_at": {"type": "string"},
+                            "updated_at": {"type": ["string", "null"]}, "next_attempt_unix": {"type": "number"},
+                            "last_error": {"type": ["string", "null"]}, "result": {"type": ["string", "null"]}}}}}})),
+                "400": err("bad query string (invalid_query)"), "403": err("not an admin")}))}}),
+        ),
+        (
+            "/v1/deliveries/{id}/retry".into(),
+            json!({"post": {"summary": "Queue a failed delivery again (admin; audited)",
+            "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "integer", "minimum": i64::MIN, "maximum": i64::MAX}}],
+            "responses": responses(json!({"204": {"description": "queued again"}, "400": err("bad id"), "403": err("not an admin"),
+                "404": err("no failed delivery with that id (not_found)")}))}}),
+        ),
+        (
             "/v1/agreement".into(),
             json!({"get": {"summary": "Model vs clinician agreement over the last N signed reviews (clinician, admin)",
             "parameters": [{"name": "last", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": u32::MAX}, "description": "read as 1 to 10000"}],

@@ -7,6 +7,7 @@
 //! these calls; they never call each other.
 
 mod dicom;
+mod dips;
 pub mod metrics;
 
 pub use dicom::{IngestError, Ingested};

@@ -293,4 +293,10 @@ impl Store {
         })?;
         row.map(|r| r.get(0)).transpose()
     }
+
+    /// The Sectra study id an exam was stored with (see `NewExam::sectra_study_id`).
+    pub fn exam_sectra_study_id(&self, exam_id: &str) -> Result<Option<String>, StoreError> {
+        let row = self.db.read(|tx| tx.query_opt("SELECT sectra_study_id FROM exams WHERE id = ?1", args![exam_id]))?;
+        Ok(row.map(|r| r.get::<Option<String>>(0)).transpose()?.flatten())
+    }
 }

@@ -48,7 +48,11 @@ pub fn page(title: &str, session: Option<&Session>, body: &str) -> String {
             r#"<nav><a href="/review" accesskey="w">Worklist</a><a href="/review/agreement">Agreement monitor</a>{audit}
 <span class="who">{who}</span>
 <form method="post" action="/review/logout" class="inline">{csrf}<button type="submit">Sign out</button></form></nav>"#,
-            audit = if s.key.role == Role::Admin { r#"<a href="/review/audit">Audit log</a>"# } else { "" },
+            audit = if s.key.role == Role::Admin {
+                r#"<a href="/review/audit">Audit log</a><a href="/review/deliveries">Deliveries</a>"#
+            } else {
+                ""
+            },
             who = match &s.key.name {
                 Some(name) => format!(r#"<span title="key {}">{}</span> · {}"#, esc(&s.key.id), esc(name), s.key.role.as_str()),
                 None => format!("key {} ({})", esc(&s.key.id), s.key.role.as_str()),

@@ -1,13 +1,14 @@
 //! The clinician review pages under `/review`: sign-in with a clinician key exchanged for
 //! a session cookie (HttpOnly, SameSite=Strict, idle timeout, CSRF token on every
 //! form), the worklist, the case view with heatmaps and the review form, the audit log
-//! (admin) and the agreement monitor. Server-rendered HTML; the rules live in
+//! and the outbox of deliveries (admin), and the agreement monitor. Server-rendered HTML; the rules live in
 //! `crate::review` and the store, shared with the JSON API.
 
 mod agreement;
 mod audit;
 mod case;
 pub mod context;
+mod deliveries;
 mod form;
 pub mod html;
 mod image_words;
@@ -56,6 +57,8 @@ pub fn routes() -> axum::Router<AppState> {
             get(|| async { static_file("text/javascript; charset=utf-8", include_str!("static/viewer.js")) }),
         )
         .route("/review/audit", get(audit::show))
+        .route("/review/deliveries", get(deliveries::show))
+        .route("/review/deliveries/{id}/retry", post(deliveries::retry))
         .route("/review/agreement", get(agreement::show))
         .route("/review/static/review.css", get(|| async { static_file("text/css; charset=utf-8", include_str!("static/review.css")) }))
         .route(
