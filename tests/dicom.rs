@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::dcmtk::{MACULA_CENTERED, op_file, op_file_of, op_file_with, run, text};
+use common::dcmtk::{MACULA_CENTERED, dsrdump, op_file, op_file_of, op_file_with, run, text};
 use common::{Image, Server, grade, http};
 
 const STUDY: &str = "1.2.826.0.1.3680043.8.498.4242";
@@ -133,9 +133,7 @@ fn c_store_study_is_graded_reported_and_pushed_to_the_pacs() {
     let report = text(&o);
     assert!(report.contains("Comprehensive3DSR"), "{report}");
     assert!(!report.lines().any(|l| l.starts_with("Error")), "dciodvfy errors:\n{report}");
-    let o = run("dsrdump", &[sr_path.to_str().unwrap()]);
-    let dump = text(&o);
-    assert!(o.status.success(), "{dump}");
+    let dump = dsrdump(&sr_path);
     for needle in [
         "Imaging Measurement Report",
         "right eye",
@@ -164,7 +162,7 @@ fn c_store_study_is_graded_reported_and_pushed_to_the_pacs() {
     let raw = text(&run("dcmdump", &["+P", "0008,0100", sr_path.to_str().unwrap()]));
     // Per eye: model sha256, recipe, grade rule, 3 thresholds, 6 quality cut-offs.
     for code in ["[111001]", "[111003]", "[111002]"] {
-        assert_eq!(raw.matches(code).count(), if code == "[111002]" { 22 } else { 2 }, "{code} once per eye (parameters 11 times):\n{raw}");
+        assert_eq!(raw.matches(code).count(), if code == "[111002]" { 24 } else { 2 }, "{code} once per eye (parameters 12 times):\n{raw}");
     }
     // One Image View (DCM 111031): only the right eye's image says its view.
     assert_eq!(raw.matches("[111031]").count(), 1, "{raw}");

@@ -85,9 +85,9 @@ pub fn op_file_with(
     raw
 }
 
-/// `dsrdump` of an SR file; panics with the output when it fails.
+/// `dsrdump +Pl` (long values in full) of an SR file; panics with the output when it fails.
 pub fn dsrdump(path: &Path) -> String {
-    let o = run("dsrdump", &[path.to_str().unwrap()]);
+    let o = run("dsrdump", &["+Pl", path.to_str().unwrap()]);
     let dump = text(&o);
     assert!(o.status.success(), "dsrdump {}: {dump}", path.display());
     dump
