@@ -91,7 +91,11 @@ fn orthanc_forwards_a_study_and_receives_the_graded_sr() {
     let sr = orthanc.wait_for_series(&study, "SR");
     // The Encapsulated PDF report, once drscreen pushes one too:
     // let pdf = orthanc.wait_for_series(&study, "DOC");
-    eprintln!("SR back in Orthanc {} ms after the forward; test so far {} ms", forwarded.elapsed().as_millis(), started.elapsed().as_millis());
+    eprintln!(
+        "SR back in Orthanc {} ms after the forward; test so far {} ms",
+        forwarded.elapsed().as_millis(),
+        started.elapsed().as_millis()
+    );
     assert_eq!(sr.instances.len(), 1, "{:#}", sr.json);
     assert_eq!(sr.json["MainDicomTags"]["SeriesDescription"], "AI RESULT - NOT FOR DIAGNOSTIC USE", "{:#}", sr.json);
     let sr_path = orthanc.save_instance(&sr.instances[0], dir.path(), "sr-from-orthanc");
@@ -117,7 +121,10 @@ fn orthanc_forwards_a_study_and_receives_the_graded_sr() {
     // The SR that came through Orthanc says what the exam says: outcome, per-eye grade,
     // DME and gradability, and the algorithm (TID 4019) that produced them.
     let outcome = result["outcome"].as_str().unwrap();
-    assert!(dump.contains(&format!("(,,\"Screening outcome\")=({outcome},99DRSCREEN,\"{}\")", outcome_meaning(outcome))), "{outcome}:\n{dump}");
+    assert!(
+        dump.contains(&format!("(,,\"Screening outcome\")=({outcome},99DRSCREEN,\"{}\")", outcome_meaning(outcome))),
+        "{outcome}:\n{dump}"
+    );
     let model = &result["model"];
     let eyes = result["eyes"].as_array().unwrap();
     let lateralities: Vec<&str> = eyes.iter().map(|e| e["laterality"].as_str().unwrap()).collect();

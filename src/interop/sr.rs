@@ -4,9 +4,10 @@
 //! DME and gradability, each group naming the algorithm (TID 4019: name, version, and as
 //! parameters the model sha256, the preprocessing recipe, the grade rule and the
 //! thresholds and quality cut-offs it was graded with); the image library references
-//! every graded source image with its view (macula or disc centred) when known; the model is named as the device observer (TID 1004) and in
-//! ContributingEquipmentSequence (IHE AI Results). UIDs are derived from the exam id, so the same exam always yields
-//! the same SR instance (a regraded study gets a new exam and a new SR).
+//! every graded source image with its view (macula or disc centred) when known; the model
+//! is named as the device observer (TID 1004) and in ContributingEquipmentSequence (IHE AI
+//! Results). UIDs are derived from the exam id, so the same exam always yields the same SR
+//! instance (a regraded study gets a new exam and a new SR).
 //!
 //! Code sources:
 //! - DCM codes: DICOM PS3.16 Annex D (DICOM Controlled Terminology Definitions) and the
