@@ -4,67 +4,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Image, Server, fixture, grade, http};
+use common::dcmtk::{MACULA_CENTERED, dsrdump, op_file, op_file_of, op_file_with, run, text};
+use common::{Image, Server, grade, http};
 
 const STUDY: &str = "1.2.826.0.1.3680043.8.498.4242";
-
-fn run(program: &str, args: &[&str]) -> Output {
-    Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program} is required (install dcmtk / dicom3tools / python3): {e}"))
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
-/// An Ophthalmic Photography 8-bit file made by dcmtk's img2dcm from a fixture JPEG
-/// (encapsulated JPEG baseline); `uncompressed` decompresses it with dcmdjpeg.
-fn op_file(dir: &Path, fixture_name: &str, laterality: &str, study: &str, uncompressed: bool) -> PathBuf {
-    op_file_of(dir, fixture_name, laterality, study, uncompressed, "TEST-PID-1")
-}
-
-/// [`op_file`] for a given PatientID.
-fn op_file_of(dir: &Path, fixture_name: &str, laterality: &str, study: &str, uncompressed: bool, patient_id: &str) -> PathBuf {
-    let jpeg = dir.join(format!("{fixture_name}.op.dcm"));
-    let keys = [
-        format!("ImageLaterality={laterality}"),
-        format!("StudyInstanceUID={study}"),
-        format!("PatientID={patient_id}"),
-        "PatientName=Test^Patient".into(),
-        "StudyDate=20260101".into(),
-        "StudyTime=101010".into(),
-        "StudyID=S1".into(),
-        "AcquisitionDeviceTypeCodeSequence[0].CodeValue=409898007".into(),
-        "AcquisitionDeviceTypeCodeSequence[0].CodingSchemeDesignator=SCT".into(),
-        "AcquisitionDeviceTypeCodeSequence[0].CodeMeaning=Fundus camera".into(),
-        "AnatomicRegionSequence[0].CodeValue=81745001".into(),
-        "AnatomicRegionSequence[0].CodingSchemeDesignator=SCT".into(),
-        "AnatomicRegionSequence[0].CodeMeaning=Eye".into(),
-    ];
-    let mut args: Vec<String> = vec!["-oph".into()];
-    for k in keys {
-        args.push("-k".into());
-        args.push(k);
-    }
-    args.push(fixture(fixture_name).display().to_string());
-    args.push(jpeg.display().to_string());
-    let a: Vec<&str> = args.iter().map(String::as_str).collect();
-    let o = run("img2dcm", &a);
-    assert!(o.status.success(), "img2dcm: {}", text(&o));
-    if !uncompressed {
-        return jpeg;
-    }
-    let raw = dir.join(format!("{fixture_name}.raw.dcm"));
-    let o = run("dcmdjpeg", &[jpeg.to_str().unwrap(), raw.to_str().unwrap()]);
-    assert!(o.status.success(), "dcmdjpeg: {}", text(&o));
-    raw
-}
 
 fn port_of(server: &Server) -> String {
     server.dicom_port.expect("the DICOM listener is enabled").to_string()
@@ -131,7 +78,8 @@ fn c_store_study_is_graded_reported_and_pushed_to_the_pacs() {
     assert!(text(&o).contains("Called AE Title Not Recognized"), "{}", text(&o));
 
     // Right eye uncompressed (explicit little endian), left eye as JPEG baseline (-xy).
-    let right = op_file(dir.path(), "grade3_R.jpg", "R", STUDY, true);
+    // The right eye says it is macula centred (ViewCodeSequence): the SR carries the view.
+    let right = op_file_with(dir.path(), "grade3_R.jpg", "R", STUDY, true, "TEST-PID-1", &MACULA_CENTERED);
     let left = op_file(dir.path(), "grade0_L.jpg", "L", STUDY, false);
     let started = Instant::now();
     let o = run("storescu", &["-aec", "DRSCREEN", "127.0.0.1", &port, right.to_str().unwrap()]);
@@ -185,9 +133,7 @@ fn c_store_study_is_graded_reported_and_pushed_to_the_pacs() {
     let report = text(&o);
     assert!(report.contains("Comprehensive3DSR"), "{report}");
     assert!(!report.lines().any(|l| l.starts_with("Error")), "dciodvfy errors:\n{report}");
-    let o = run("dsrdump", &[sr_path.to_str().unwrap()]);
-    let dump = text(&o);
-    assert!(o.status.success(), "{dump}");
+    let dump = dsrdump(&sr_path);
     for needle in [
         "Imaging Measurement Report",
         "right eye",
@@ -199,16 +145,28 @@ fn c_store_study_is_graded_reported_and_pushed_to_the_pacs() {
         // TID 4019 Algorithm Identification in each eye's measurement group.
         "<has concept mod TEXT:(,,\"Algorithm Name\")=\"dr-synth\">",
         "<has concept mod TEXT:(,,\"Algorithm Version\")=\"1.4.0\">",
-        "<has concept mod TEXT:(,,\"Algorithm Parameters\")=\"model sha256 ",
-        "<has concept mod TEXT:(,,\"Algorithm Parameters\")=\"preprocessing ",
+        "<has concept mod TEXT:(,,\"Algorithm Parameters\")=\"model_sha256=",
+        "<has concept mod TEXT:(,,\"Algorithm Parameters\")=\"preprocessing_recipe=fov-crop-bilinear-v1\">",
+        "<has concept mod TEXT:(,,\"Algorithm Parameters\")=\"grade_rule=threshold-then-argmax-v1\">",
+        // The operating thresholds of models/dr-synth/manifest.toml and the default quality cut-offs.
+        "<has concept mod TEXT:(,,\"Algorithm Parameters\")=\"threshold_referable_dr=0.75\">",
+        "<has concept mod TEXT:(,,\"Algorithm Parameters\")=\"threshold_dme=0.95\">",
+        "<has concept mod TEXT:(,,\"Algorithm Parameters\")=\"threshold_gradable=0.6483\">",
+        "<has concept mod TEXT:(,,\"Algorithm Parameters\")=\"quality_min_fov_coverage=0.75\">",
+        // The right eye's image in the image library: its view (TID 1602, CID 4207).
+        "<has acq context CODE:(,,\"Image View\")=(111900,DCM,\"Macula centered\")>",
     ] {
         assert!(dump.contains(needle), "dsrdump lacks {needle}:\n{dump}");
     }
     // dsrdump shows concept names only; the codes of TID 4019 (DCM 111001/111003/111002).
     let raw = text(&run("dcmdump", &["+P", "0008,0100", sr_path.to_str().unwrap()]));
+    // Per eye: model sha256, recipe, grade rule, 3 thresholds, 6 quality cut-offs.
     for code in ["[111001]", "[111003]", "[111002]"] {
-        assert_eq!(raw.matches(code).count(), if code == "[111002]" { 4 } else { 2 }, "{code} once per eye (parameters twice):\n{raw}");
+        assert_eq!(raw.matches(code).count(), if code == "[111002]" { 24 } else { 2 }, "{code} once per eye (parameters 12 times):\n{raw}");
     }
+    // One Image View (DCM 111031): only the right eye's image says its view.
+    assert_eq!(raw.matches("[111031]").count(), 1, "{raw}");
+    assert_eq!(raw.matches("[111900]").count(), 1, "{raw}");
 
     // FHIR R4 (R4B models: same DiagnosticReport/Observation structure) parses.
     let fhir = c.get(format!("{}/v1/exams/{exam_id}/fhir", server.url)).bearer_auth(&key).send().unwrap();

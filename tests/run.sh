@@ -10,10 +10,14 @@ python3 -c "import tritonclient.http" 2>/dev/null ||
 python3 -c "import schemathesis" 2>/dev/null ||
   python3 -m pip install --quiet "schemathesis==4.32.5"
 # dcmtk (img2dcm, echoscu, storescu, storescp, dsrdump) and dicom3tools (dciodvfy) are
-# the DICOM peers; fhir.resources parses the FHIR reports.
-if ! command -v storescu >/dev/null || ! command -v dciodvfy >/dev/null; then
+# the DICOM peers, Orthanc the real PACS of tests/orthanc.rs; fhir.resources parses the
+# FHIR reports. The tests start their own Orthanc (tests/common/orthanc.rs), never the
+# package's service, which is stopped and disabled where systemd runs it.
+if ! command -v storescu >/dev/null || ! command -v dciodvfy >/dev/null ||
+  ! { command -v Orthanc || [ -x /usr/sbin/Orthanc ]; } >/dev/null; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq dcmtk dicom3tools >/dev/null
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq dcmtk dicom3tools orthanc >/dev/null
+  { command -v systemctl && $SUDO systemctl disable --now orthanc; } >/dev/null 2>&1 || true
 fi
 python3 -c "import fhir.resources.R4B" 2>/dev/null ||
   python3 -m pip install --quiet "fhir.resources==8.3.0"
@@ -46,5 +50,5 @@ cargo test --locked "$@"
 # The store, serve, review, API and DICOM suites again on the replicas' backend
 # (PostgreSQL + S3; tests/common/backend.rs): the same test binaries, no second build.
 if [ $# -eq 0 ]; then
-  DRSCREEN_TEST_BACKEND=cluster cargo test --locked --test serve --test review --test api --test dicom --test review_context
+  DRSCREEN_TEST_BACKEND=cluster cargo test --locked --test serve --test review --test api --test dicom --test review_context --test orthanc
 fi

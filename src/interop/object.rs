@@ -241,6 +241,20 @@ impl Instance {
     }
 }
 
+/// The image's view from its ViewCodeSequence: "macula" for DCM 111900 (Macula centered),
+/// "disc" for DCM 111901 (Disc centered), the fundus positions of PS3.16 CID 4207, named
+/// as the HTTP upload names them; None for any other or no view.
+pub fn view(obj: &InMemDicomObject) -> Option<String> {
+    let items = obj.get(tags::VIEW_CODE_SEQUENCE)?.items()?;
+    let code = items.first()?;
+    let (value, scheme) = (text(code, tags::CODE_VALUE)?, text(code, tags::CODING_SCHEME_DESIGNATOR)?);
+    match (value.as_str(), scheme.as_str()) {
+        ("111900", "DCM") => Some("macula".into()),
+        ("111901", "DCM") => Some("disc".into()),
+        _ => None,
+    }
+}
+
 /// The decoded pixels of each native frame of a stored instance (None for JPEG frames,
 /// which the engine decodes itself); used when grading, without making PNG copies again.
 pub fn native_pixels(bytes: &[u8], limits: &DecodeLimits) -> Result<Vec<Option<std::sync::Arc<Decoded>>>, ObjectError> {

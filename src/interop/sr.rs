@@ -1,11 +1,13 @@
 //! The per-exam DICOM Structured Report: TID 1500 "Measurement Report" in a Comprehensive
 //! 3D SR (PS3.3 A.35.13), placed in the source study in a new series described as an AI
 //! result not for diagnostic use. One measurement group per eye carries the DR severity,
-//! DME and gradability, each group naming the algorithm (TID 4019: name, version, model
-//! sha256 and preprocessing recipe); the image library references every graded source
-//! image; the model is named as the device observer (TID 1004) and in
-//! ContributingEquipmentSequence (IHE AI Results). UIDs are derived from the exam id, so the same exam always yields
-//! the same SR instance (a regraded study gets a new exam and a new SR).
+//! DME and gradability, each group naming the algorithm (TID 4019: name, version, and as
+//! parameters the model sha256, the preprocessing recipe, the grade rule and the
+//! thresholds and quality cut-offs it was graded with); the image library references
+//! every graded source image with its view (macula or disc centred) when known; the model
+//! is named as the device observer (TID 1004) and in ContributingEquipmentSequence (IHE AI
+//! Results). UIDs are derived from the exam id, so the same exam always yields the same SR
+//! instance (a regraded study gets a new exam and a new SR).
 //!
 //! Code sources:
 //! - DCM codes: DICOM PS3.16 Annex D (DICOM Controlled Terminology Definitions) and the
@@ -15,6 +17,11 @@
 //! - SNOMED CT 363698007 Finding site, 81745001 Eye, 272741003 Laterality, 24028007
 //!   Right, 7771000 Left, 373066001 Yes, 373067005 No: as used by DICOM PS3.16 TID 1501,
 //!   CID 244 (Laterality) and CID 230 (Yes-No).
+//! - Image view: DCM 111031 "Image View" (HAS ACQ CONTEXT of the IMAGE item, as TID 1602
+//!   Image Library Entry Descriptors has it) with DCM 111900 "Macula centered" / 111901
+//!   "Disc centered", the fundus image positions of PS3.16 CID 4207 (Ophthalmic Image
+//!   Position); code values and meanings as in PS3.16 Annex D (checked against dcmtk's
+//!   generated dcmsr/codes/dcm.h: CODE_DCM_MaculaCentered, CODE_DCM_DiscCentered).
 //! - DME, gradability, the screening outcome and the procedure have no code we could
 //!   check against a published source, so they use the private scheme `99DRSCREEN`,
 //!   declared in CodingSchemeIdentificationSequence.
@@ -26,7 +33,7 @@ use dicom_object::meta::FileMetaTableBuilder;
 use dicom_object::{FileDicomObject, InMemDicomObject};
 
 use super::{EXPLICIT_VR_LE, IMPLEMENTATION_CLASS_UID, uid_from_name};
-use crate::grading::{ExamOutcome, ExamResult, EyeResult, Laterality};
+use crate::grading::{ExamOutcome, ExamResult, EyeResult, GradingPolicy, Laterality};
 use crate::store::{ExamSource, StoredExam};
 
 /// Comprehensive 3D SR Storage.
@@ -43,6 +50,10 @@ const REPORT: Code = ("126000", "DCM", "Imaging Measurement Report");
 const ALGORITHM_NAME: Code = ("111001", "DCM", "Algorithm Name");
 const ALGORITHM_VERSION: Code = ("111003", "DCM", "Algorithm Version");
 const ALGORITHM_PARAMETERS: Code = ("111002", "DCM", "Algorithm Parameters");
+// TID 1602 Image Library Entry Descriptors; values from CID 4207 Ophthalmic Image Position.
+const IMAGE_VIEW: Code = ("111031", "DCM", "Image View");
+const MACULA_CENTERED: Code = ("111900", "DCM", "Macula centered");
+const DISC_CENTERED: Code = ("111901", "DCM", "Disc centered");
 const LANGUAGE: Code = ("121049", "DCM", "Language of Content Item and Descendants");
 const ENGLISH: Code = ("en-US", "RFC5646", "English (United States)");
 const OBSERVER_TYPE: Code = ("121005", "DCM", "Observer Type");
@@ -87,6 +98,29 @@ const OUTCOMES: [Code; 4] = [
     ("rescreen", PRIVATE_SCHEME, "Rescreen"),
     ("ungradable", PRIVATE_SCHEME, "Ungradable"),
 ];
+
+/// What an SR says beyond the stored exam.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SrContext<'a> {
+    /// The grading policy (model thresholds, quality cut-offs) the exam was graded with:
+    /// given only when the exam's model is the one loaded, so the SR never claims
+    /// parameters another model version used.
+    pub policy: Option<&'a GradingPolicy>,
+    /// The model's grade rule (manifest `[grading] grade_rule`), on the same condition.
+    pub grade_rule: Option<&'a str>,
+    /// Each image's view ("macula" or "disc"), by the exam's image index.
+    pub views: &'a [Option<String>],
+}
+
+/// The Image View code of a view name (`macula` / `disc`, as the HTTP upload and the
+/// review pages name them); other names have no code and are left out.
+pub fn view_code(view: &str) -> Option<Code> {
+    match view.trim().to_ascii_lowercase().as_str() {
+        "macula" | "macula centered" | "macula centred" => Some(MACULA_CENTERED),
+        "disc" | "disc centered" | "disc centred" => Some(DISC_CENTERED),
+        _ => None,
+    }
+}
 
 /// Why an SR could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -255,6 +289,16 @@ pub fn build(
     sources: &[ExamSource],
     source_study: Option<&InMemDicomObject>,
 ) -> Result<FileDicomObject<InMemDicomObject>, SrError> {
+    build_with(exam, sources, source_study, &SrContext::default())
+}
+
+/// [`build`] with the grading policy and image views of `context`.
+pub fn build_with(
+    exam: &StoredExam,
+    sources: &[ExamSource],
+    source_study: Option<&InMemDicomObject>,
+    context: &SrContext,
+) -> Result<FileDicomObject<InMemDicomObject>, SrError> {
     let id = Identity::of(exam, sources);
     let mut obj = InMemDicomObject::new_empty();
     obj.put(s(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192"));
@@ -266,7 +310,7 @@ pub fn build(
     put_patient_and_study(&mut obj, exam, &id, source_study);
     put_series_and_equipment(&mut obj, &exam.result, &id);
     put_document_general(&mut obj, &id, sources);
-    for e in content(content_tree(exam, &id, sources), true) {
+    for e in content(content_tree(exam, &id, sources, context), true) {
         obj.put(e);
     }
     obj.with_meta(
@@ -280,7 +324,7 @@ pub fn build(
 
 /// TID 1500: language, the device observer (TID 1004), the image library, one
 /// measurement group per eye and the qualitative evaluations (outcome, recall).
-fn content_tree(exam: &StoredExam, id: &Identity, sources: &[ExamSource]) -> Item {
+fn content_tree(exam: &StoredExam, id: &Identity, sources: &[ExamSource], context: &SrContext) -> Item {
     let result = &exam.result;
     let model = &result.model;
     let mut root = vec![
@@ -302,12 +346,12 @@ fn content_tree(exam: &StoredExam, id: &Identity, sources: &[ExamSource]) -> Ite
                 instance: s.sop_instance_uid.clone(),
                 frame: (s.frame > 1).then_some(s.frame),
             },
-            children: Vec::new(),
+            children: image_descriptors(s.idx, context),
         })
         .collect();
     let library = if images.is_empty() { vec![] } else { vec![container("CONTAINS", IMAGE_LIBRARY_GROUP, images)] };
     root.push(container("CONTAINS", IMAGE_LIBRARY, library));
-    let groups = result.eyes.iter().map(|eye| eye_group(&exam.id, eye, result)).collect();
+    let groups = result.eyes.iter().map(|eye| eye_group(&exam.id, eye, result, context)).collect();
     root.push(container("CONTAINS", MEASUREMENTS, groups));
     let mut qualitative = vec![item("CONTAINS", OUTCOME, Value::Code(outcome_code(result.outcome)))];
     if let Some(m) = result.recall_months {
@@ -317,28 +361,60 @@ fn content_tree(exam: &StoredExam, id: &Identity, sources: &[ExamSource]) -> Ite
     container("", REPORT, root)
 }
 
-/// TID 4019 for one eye's findings: the model's name and version, and as parameters the
-/// model file's sha256 and the preprocessing recipe of the eye's images, so a PACS or a
-/// registry can tell which locked model and which recipe produced the numbers.
-fn algorithm_identification(eye: &EyeResult, result: &ExamResult) -> Vec<Item> {
+/// TID 1602 descriptors of one image library entry: its view, when known.
+fn image_descriptors(idx: i64, context: &SrContext) -> Vec<Item> {
+    let view = usize::try_from(idx).ok().and_then(|i| context.views.get(i)).and_then(|v| v.as_deref()).and_then(view_code);
+    view.map(|code| item("HAS ACQ CONTEXT", IMAGE_VIEW, Value::Code(code))).into_iter().collect()
+}
+
+/// The TID 4019 Algorithm Parameters of one eye's findings, each `name=value`: the model
+/// file's sha256, the preprocessing recipe of the eye's images, and (when the exam's
+/// model is the one loaded) the grade rule, the model's operating thresholds and the
+/// image-quality cut-offs that decided gradability.
+fn algorithm_parameters(eye: &EyeResult, result: &ExamResult, context: &SrContext) -> Vec<String> {
+    let mut params = vec![format!("model_sha256={}", result.model.sha256)];
+    let mut recipes: Vec<&str> = eye.images.iter().filter_map(|&i| result.images.get(i)).map(|f| f.recipe.as_str()).collect();
+    recipes.sort_unstable();
+    recipes.dedup();
+    params.extend(recipes.into_iter().map(|r| format!("preprocessing_recipe={r}")));
+    if let Some(rule) = context.grade_rule {
+        params.push(format!("grade_rule={rule}"));
+    }
+    if let Some(policy) = context.policy {
+        let (t, q) = (&policy.thresholds, &policy.quality);
+        params.extend([
+            format!("threshold_referable_dr={}", t.referable_dr),
+            format!("threshold_dme={}", t.dme),
+            format!("threshold_gradable={}", t.gradable),
+            format!("quality_min_fov_coverage={}", q.min_fov_coverage),
+            format!("quality_min_brightness={}", q.min_brightness),
+            format!("quality_max_brightness={}", q.max_brightness),
+            format!("quality_max_clipped_fraction={}", q.max_clipped_fraction),
+            format!("quality_min_contrast={}", q.min_contrast),
+            format!("quality_min_focus={}", q.min_focus),
+        ]);
+    }
+    params
+}
+
+/// TID 4019 for one eye's findings: the model's name and version, and its parameters
+/// (one Algorithm Parameters item each), so a PACS or a registry can tell which locked
+/// model, recipe and operating point produced the numbers.
+fn algorithm_identification(eye: &EyeResult, result: &ExamResult, context: &SrContext) -> Vec<Item> {
     let model = &result.model;
     let mut items = vec![
         item("HAS CONCEPT MOD", ALGORITHM_NAME, Value::Text(model.name.clone())),
         item("HAS CONCEPT MOD", ALGORITHM_VERSION, Value::Text(model.version.clone())),
-        item("HAS CONCEPT MOD", ALGORITHM_PARAMETERS, Value::Text(format!("model sha256 {}", model.sha256))),
     ];
-    let mut recipes: Vec<&str> = eye.images.iter().filter_map(|&i| result.images.get(i)).map(|f| f.recipe.as_str()).collect();
-    recipes.sort_unstable();
-    recipes.dedup();
-    for recipe in recipes {
-        items.push(item("HAS CONCEPT MOD", ALGORITHM_PARAMETERS, Value::Text(format!("preprocessing {recipe}"))));
+    for p in algorithm_parameters(eye, result, context) {
+        items.push(item("HAS CONCEPT MOD", ALGORITHM_PARAMETERS, Value::Text(p)));
     }
     items
 }
 
 /// One eye's measurement group: tracking, finding site, the algorithm (TID 4019),
 /// gradability, DR severity, DME.
-fn eye_group(exam_id: &str, eye: &EyeResult, result: &ExamResult) -> Item {
+fn eye_group(exam_id: &str, eye: &EyeResult, result: &ExamResult, context: &SrContext) -> Item {
     let mut g = vec![
         item("CONTAINS", TRACKING_ID, Value::Text(eye_name(eye.laterality).into())),
         item("CONTAINS", TRACKING_UID, Value::UidRef(uid_from_name(&format!("drscreen-eye:{exam_id}:{}", eye.laterality.as_str())))),
@@ -350,7 +426,7 @@ fn eye_group(exam_id: &str, eye: &EyeResult, result: &ExamResult) -> Item {
         Laterality::Unspecified => {}
     }
     g.push(site);
-    g.extend(algorithm_identification(eye, result));
+    g.extend(algorithm_identification(eye, result, context));
     g.push(item("CONTAINS", GRADABLE, Value::Code(if eye.gradable { YES } else { NO })));
     if let Some(grade) = eye.grade {
         let concept = match eye.laterality {

@@ -270,7 +270,18 @@ impl ScreeningService {
             let frames = store.study_frames(&uid, upto)?;
             let mut images = Vec::with_capacity(frames.len());
             let mut decoded: Option<(String, Vec<Option<Arc<Decoded>>>)> = None;
+            // Each instance's view (ViewCodeSequence), read once per instance.
+            let mut views: std::collections::HashMap<String, Option<String>> = std::collections::HashMap::new();
             for f in &frames {
+                let view = match views.get(&f.instance_sha256) {
+                    Some(v) => v.clone(),
+                    None => {
+                        let v = object::read_part10(&store.read_blob(&f.instance_sha256)?)?.0;
+                        let v = object::view(&v);
+                        views.insert(f.instance_sha256.clone(), v.clone());
+                        v
+                    }
+                };
                 let pixels = if f.media_type == "image/png" {
                     if decoded.as_ref().is_none_or(|(sha, _)| *sha != f.instance_sha256) {
                         let bytes = store.read_blob(&f.instance_sha256)?;
@@ -284,7 +295,7 @@ impl ScreeningService {
                     bytes: store.read_blob(&f.sha256)?.into(),
                     media_type: f.media_type.clone(),
                     laterality: Laterality::parse(&f.laterality).unwrap_or(Laterality::Unspecified),
-                    view: None,
+                    view,
                     pixels,
                 });
             }
@@ -301,7 +312,16 @@ impl ScreeningService {
             Some(s) => Some(object::read_part10(&self.store.read_blob(&s.instance_sha256)?)?.0),
             None => None,
         };
-        Ok(sr::build(exam, &sources, source_study.as_ref())?)
+        let views: Vec<Option<String>> = self.store.exam_images(&exam.id)?.into_iter().map(|i| i.view).collect();
+        // The parameters actually used are known only while the exam's model is loaded.
+        let model = self.screener.engine.model();
+        let current = model.identity.sha256 == exam.result.model.sha256;
+        let context = sr::SrContext {
+            policy: current.then_some(&self.screener.policy),
+            grade_rule: current.then_some(model.manifest.grading.grade_rule.as_str()),
+            views: &views,
+        };
+        Ok(sr::build_with(exam, &sources, source_study.as_ref(), &context)?)
     }
 
     /// The SR of a stored exam as Part 10 bytes.

@@ -8,7 +8,9 @@
 pub mod backend;
 pub mod balancer;
 pub mod browser;
+pub mod dcmtk;
 pub mod mutate;
+pub mod orthanc;
 pub mod pg;
 pub mod s3;
 
