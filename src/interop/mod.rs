@@ -7,6 +7,7 @@
 //! Constants both DICOM readers and writers need live here.
 
 pub mod bounded;
+pub mod dips;
 pub mod fhir;
 pub mod nesting;
 pub mod object;
