@@ -10,7 +10,8 @@ python3 -c "import tritonclient.http" 2>/dev/null ||
 python3 -c "import schemathesis" 2>/dev/null ||
   python3 -m pip install --quiet "schemathesis==4.32.5"
 # dcmtk (img2dcm, echoscu, storescu, storescp, dsrdump) and dicom3tools (dciodvfy) are
-# the DICOM peers; fhir.resources parses the FHIR reports.
+# the DICOM peers; fhir.resources parses the FHIR reports and validates every Parameters
+# body the stand-in DIPS server (tests/peers/dips_server.py, stdlib + fhir.resources) gets.
 if ! command -v storescu >/dev/null || ! command -v dciodvfy >/dev/null; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq dcmtk dicom3tools >/dev/null

@@ -892,7 +892,8 @@ mod tests {
         );
         // Absolute references and contained studies resolve too.
         let mut b = bundle();
-        b["entry"][0]["resource"]["imagingStudy"][0]["reference"] = json!("http://127.0.0.1:8080/fhir/ImagingStudy/RegisteredImagingStudy-1");
+        b["entry"][0]["resource"]["imagingStudy"][0]["reference"] =
+            json!("http://127.0.0.1:8080/fhir/ImagingStudy/RegisteredImagingStudy-1");
         assert_eq!(pending_examinations(&b).unwrap()[0].sectra_study_ids, ["MMA94126111"]);
         let mut b = bundle();
         b["entry"][0]["resource"]["imagingStudy"][0]["reference"] = json!("#s");

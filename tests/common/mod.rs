@@ -8,6 +8,7 @@
 pub mod backend;
 pub mod balancer;
 pub mod browser;
+pub mod dips;
 pub mod mutate;
 pub mod pg;
 pub mod s3;
