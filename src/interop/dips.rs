@@ -351,13 +351,10 @@ fn identifiers(resource: &Value, system: &str, what: &str) -> Result<Vec<String>
     let mut out = Vec::new();
     let Some(list) = resource.get("identifier") else { return Ok(out) };
     let list = list.as_array().ok_or_else(|| DipsError::Invalid(format!("{what}.identifier is not a list")))?;
-    for identifier in list {
-        if identifier.get("system").and_then(Value::as_str) == Some(system) {
-            if let Some(value) = bounded_str(identifier.get("value").unwrap_or(&Value::Null), &format!("{what}.identifier.value"))? {
-                if !out.iter().any(|v| v == value) {
-                    out.push(value.to_string());
-                }
-            }
+    for identifier in list.iter().filter(|i| i.get("system").and_then(Value::as_str) == Some(system)) {
+        let value = bounded_str(identifier.get("value").unwrap_or(&Value::Null), &format!("{what}.identifier.value"))?;
+        if let Some(value) = value.filter(|v| !out.iter().any(|o| o == v)) {
+            out.push(value.to_string());
         }
     }
     Ok(out)
