@@ -183,7 +183,7 @@ fn c_store_study_is_graded_reported_and_pushed_to_the_pacs() {
     );
     assert!(o.status.success(), "fhir.resources: {}", text(&o));
     let ids = String::from_utf8_lossy(&o.stdout).to_string();
-    for id in ["dr-right", "dr-left", "quality-0", "quality-1", "ai-device"] {
+    for id in ["dr-right", "dr-left", "quality-right", "quality-left", "ai-device"] {
         assert!(ids.contains(id), "{ids}");
     }
 

@@ -11,7 +11,8 @@ python3 -c "import schemathesis" 2>/dev/null ||
   python3 -m pip install --quiet "schemathesis==4.32.5"
 # dcmtk (img2dcm, echoscu, storescu, storescp, dsrdump) and dicom3tools (dciodvfy) are
 # the DICOM peers, Orthanc the real PACS of tests/orthanc.rs; fhir.resources parses the
-# FHIR reports. The tests start their own Orthanc (tests/common/orthanc.rs), never the
+# FHIR reports and validates every Parameters body the stand-in DIPS server
+# (tests/peers/dips_server.py) gets. The tests start their own Orthanc (tests/common/orthanc.rs), never the
 # package's service, which is stopped and disabled where systemd runs it.
 if ! command -v storescu >/dev/null || ! command -v dciodvfy >/dev/null ||
   ! { command -v Orthanc || [ -x /usr/sbin/Orthanc ]; } >/dev/null; then

@@ -1,6 +1,6 @@
 //! What the edges produce or parse, shared by HTTP and DICOM: DICOM objects turned into
 //! fundus images (`object`), the per-exam DICOM Structured Report (`sr`) and the FHIR R4
-//! report (`fhir`), and the two guards every DICOM read goes through: the nesting pre-scan
+//! report (`fhir`), the DIPS RetinaIntegration operations (`dips`), and the two guards every DICOM read goes through: the nesting pre-scan
 //! (`nesting`) and the decoder that allocates no more than the data holds (`bounded`).
 //! Pure translation: no network, no database, no clock of its own;
 //! callers (the service, the edges) load what a document needs and pass it in.

@@ -21,15 +21,17 @@ impl ScreeningService {
             let Some(exam) = store.get_exam(&id)? else { return Ok(None) };
             let signed = store.reviews(&id)?.into_iter().rev().find(|r| r.signed_at.is_some());
             let sectra = store.exam_sectra_study_id(&id)?;
-            Ok(Some((exam, signed, sectra)))
+            let views: Vec<Option<String>> = store.exam_images(&id)?.into_iter().map(|i| i.view).collect();
+            Ok(Some((exam, signed, sectra, views)))
         })
         .await??;
-        let Some((exam, signed, sectra)) = loaded else { return Ok(None) };
+        let Some((exam, signed, sectra, views)) = loaded else { return Ok(None) };
         let pdf = self.exam_report_pdf(exam.clone()).await?;
         Ok(Some(append_parameters(&AppendInput {
             exam: &exam,
             review: signed.as_ref(),
             sectra_study_id: sectra.as_deref(),
+            image_views: &views,
             pdf: &pdf,
             validation,
             mapping,

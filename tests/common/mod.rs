@@ -9,6 +9,7 @@ pub mod backend;
 pub mod balancer;
 pub mod browser;
 pub mod dcmtk;
+pub mod dips;
 pub mod mutate;
 pub mod orthanc;
 pub mod pg;
