@@ -145,6 +145,7 @@ fn a_graded_exam_is_accepted() {
             pdf: b"%PDF-1.4\n%drscreen test\n",
             validation: false,
             mapping: &mapping,
+            rescreen_recall_months: 12,
         });
         let code =
             params["parameter"].as_array().unwrap().iter().find(|p| p["name"] == "conclusion").unwrap()["valueCodeableConcept"]["coding"]

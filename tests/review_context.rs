@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::pages::Pages;
 use common::{Exam, Server, http, upload_exam};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -42,50 +43,6 @@ fn post_review(server: &Server, key: &str, exam: &str, body: Value) -> Value {
 
 fn both_eyes(right: u8, left: u8) -> Value {
     json!({"right": {"grade": right, "dme": false}, "left": {"grade": left, "dme": false}})
-}
-
-/// A cookie-carrying client for the pages (redirects not followed).
-struct Pages {
-    base: String,
-    client: reqwest::blocking::Client,
-    cookie: String,
-}
-
-impl Pages {
-    fn sign_in(base: &str, key: &str) -> Self {
-        let client = reqwest::blocking::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        let login = client.get(format!("{base}/review/login")).send().unwrap();
-        let csrf_cookie = login
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
-            .collect::<Vec<_>>()
-            .join("; ");
-        let html = login.text().unwrap();
-        let marker = r#"name="csrf" value=""#;
-        let token = html[html.find(marker).unwrap() + marker.len()..].split('"').next().unwrap().to_string();
-        let r = client
-            .post(format!("{base}/review/login"))
-            .header("cookie", &csrf_cookie)
-            .form(&[("csrf", token.as_str()), ("key", key)])
-            .send()
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::SEE_OTHER);
-        let session = r
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
-            .find(|c| c.starts_with("drs_session=") && c.len() > "drs_session=".len())
-            .expect("session cookie");
-        Self { base: base.into(), client, cookie: session }
-    }
-
-    fn get(&self, path: &str) -> (StatusCode, String) {
-        let r = self.client.get(format!("{}{path}", self.base)).header("cookie", &self.cookie).send().unwrap();
-        (r.status(), r.text().unwrap())
-    }
 }
 
 /// The `<tr>` of the history table for one version.

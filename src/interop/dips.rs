@@ -446,6 +446,9 @@ pub struct AppendInput<'a> {
     /// not be used in clinical decision making."
     pub validation: bool,
     pub mapping: &'a ConclusionMapping,
+    /// The clinic's recall interval for a `rescreen` outcome, months (for a signed
+    /// rescreen that overrides a referral).
+    pub rescreen_recall_months: u32,
 }
 
 /// One eye as delivered.
@@ -487,7 +490,10 @@ pub fn append_parameters(input: &AppendInput) -> Value {
     let (right, left) = (eye(Laterality::Right), eye(Laterality::Left));
     let any_gradable = [right, left].iter().flatten().any(|e| e.gradable);
     let outcome = signed.and_then(|r| r.outcome).unwrap_or(result.outcome);
-    let chosen = input.mapping.conclusion(outcome, result.recall_months, any_gradable, input.validation);
+    // A clinician who signs `rescreen` over a referral sets the clinic's routine recall
+    // (the model's result has no interval then).
+    let recall = result.recall_months.or((outcome == ExamOutcome::Rescreen).then_some(input.rescreen_recall_months));
+    let chosen = input.mapping.conclusion(outcome, recall, any_gradable, input.validation);
 
     let mut p: Vec<Value> = Vec::new();
     if let Some(id) = input.sectra_study_id {
@@ -681,6 +687,7 @@ mod tests {
             pdf: b"%PDF-1.4",
             validation: false,
             mapping,
+            rescreen_recall_months: 12,
         }
     }
 
@@ -806,6 +813,12 @@ mod tests {
         assert_eq!(one(&p, "validation")["valueBoolean"], true);
         // The findings still go.
         assert_eq!(one(&p, "rightDiabeticRetinopathy")["valueDecimal"], json!(0.0));
+        // AI said referral (no recall); the clinician signed rescreen: the clinic's recall.
+        let e = exam(ExamOutcome::Referral, None, Some((2, false)), Some((0, false)));
+        let r = review(ReviewState::Signed, &[("right", Some(0), Some(false)), ("left", Some(0), Some(false))], ExamOutcome::Rescreen);
+        let p = append_parameters(&AppendInput { review: Some(&r), rescreen_recall_months: 24, ..input(&e, &m) });
+        assert_eq!(one(&p, "conclusion")["valueCodeableConcept"]["coding"][0]["code"], "1004");
+        assert_eq!(one(&p, "monthsUntilNextExamination")["valueInteger"], 24);
     }
 
     fn review(state: ReviewState, eyes: &[(&str, Option<u8>, Option<bool>)], outcome: ExamOutcome) -> Review {

@@ -35,6 +35,7 @@ impl ScreeningService {
             pdf: &pdf,
             validation,
             mapping,
+            rescreen_recall_months: self.screener.policy.recall_months,
         })))
     }
 

@@ -12,6 +12,7 @@ pub mod dcmtk;
 pub mod dips;
 pub mod mutate;
 pub mod orthanc;
+pub mod pages;
 pub mod pg;
 pub mod s3;
 
