@@ -514,6 +514,8 @@ mod tests {
         with_options.dicom.sr_destination = SrDestination::parse("PACS@pacs:104").ok();
         with_options.database_url = "postgres://drs@db:5432/drscreen".parse().ok();
         with_options.object_store_url = "s3://bucket/prefix".parse().ok();
+        with_options.dips.base_url = Some("https://dips.example/fhir".into());
+        with_options.dips.auth_value = Some("Bearer secret".into());
         let table = toml::Value::try_from(&with_options).unwrap();
         let mut flags = std::collections::HashSet::new();
         for knob in knobs() {
