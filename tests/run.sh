@@ -10,10 +10,11 @@ python3 -c "import tritonclient.http" 2>/dev/null ||
 python3 -c "import schemathesis" 2>/dev/null ||
   python3 -m pip install --quiet "schemathesis==4.32.5"
 # dcmtk (img2dcm, echoscu, storescu, storescp, dsrdump) and dicom3tools (dciodvfy) are
-# the DICOM peers; fhir.resources parses the FHIR reports.
-if ! command -v storescu >/dev/null || ! command -v dciodvfy >/dev/null; then
+# the DICOM peers; poppler-utils (pdftotext, pdffonts, pdfinfo) reads the PDF reports back
+# (tests/report_pdf.rs); fhir.resources parses the FHIR reports.
+if ! command -v storescu >/dev/null || ! command -v dciodvfy >/dev/null || ! command -v pdftotext >/dev/null; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq dcmtk dicom3tools >/dev/null
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq dcmtk dicom3tools poppler-utils >/dev/null
 fi
 python3 -c "import fhir.resources.R4B" 2>/dev/null ||
   python3 -m pip install --quiet "fhir.resources==8.3.0"

@@ -1,15 +1,18 @@
 //! What the edges produce or parse, shared by HTTP and DICOM: DICOM objects turned into
-//! fundus images (`object`), the per-exam DICOM Structured Report (`sr`) and the FHIR R4
-//! report (`fhir`), and the two guards every DICOM read goes through: the nesting pre-scan
+//! fundus images (`object`), the per-exam DICOM Structured Report (`sr`), the FHIR R4
+//! report (`fhir`), the printable PDF report (`pdf`) and that PDF as a DICOM Encapsulated
+//! PDF instance (`encapsulated_pdf`), and the two guards every DICOM read goes through: the nesting pre-scan
 //! (`nesting`) and the decoder that allocates no more than the data holds (`bounded`).
 //! Pure translation: no network, no database, no clock of its own;
 //! callers (the service, the edges) load what a document needs and pass it in.
 //! Constants both DICOM readers and writers need live here.
 
 pub mod bounded;
+pub mod encapsulated_pdf;
 pub mod fhir;
 pub mod nesting;
 pub mod object;
+pub mod pdf;
 pub mod sr;
 
 /// Implicit VR Little Endian, the default transfer syntax (PS3.5 A.1).
