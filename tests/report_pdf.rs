@@ -34,6 +34,11 @@ fn text(o: &Output) -> String {
 fn save(dir: &Path, name: &str, pdf: &[u8]) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, pdf).unwrap();
+    // DRSCREEN_TEST_KEEP_PDF=DIR keeps a copy to look at.
+    if let Some(keep) = std::env::var_os("DRSCREEN_TEST_KEEP_PDF") {
+        std::fs::create_dir_all(&keep).unwrap();
+        std::fs::copy(&path, Path::new(&keep).join(name)).unwrap();
+    }
     path
 }
 

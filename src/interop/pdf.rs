@@ -209,6 +209,8 @@ const CONTENT_W: f32 = PAGE_W - 2.0 * MARGIN;
 /// Where the footer (model, disclaimer) starts; the body stops above it.
 const FOOTER_TOP: f32 = PAGE_H - MARGIN - 44.0;
 const THUMB: f32 = 76.0;
+/// Lines of ungradability reasons per eye.
+const MAX_REASON_LINES: usize = 4;
 const TEXT: f32 = 9.0;
 const LINE: f32 = 12.0;
 
@@ -405,8 +407,8 @@ fn draw_eye(pen: &mut Pen, eye: &EyeResult, images: &[ImageFinding], thumbnails:
     pen.y += 4.0;
     pen.line(x, eye_title(eye.laterality), 11.0, true, BLACK, FOOTER_TOP);
     let thumbs_top = pen.y;
-    // Text column.
-    let limit = top + block_h;
+    // Text column (it may run below the thumbnails).
+    let limit = FOOTER_TOP;
     let gradable = eye.images.iter().filter(|&&i| images.get(i).is_some_and(|f| f.quality.gradable)).count();
     let lines = [
         ("DR grade:", grade_words(eye.grade)),
@@ -427,17 +429,26 @@ fn draw_eye(pen: &mut Pen, eye: &EyeResult, images: &[ImageFinding], thumbnails:
             pen.y += LINE;
         }
     }
-    for &i in &eye.images {
-        let Some(f) = images.get(i).filter(|f| !f.quality.reasons.is_empty()) else { continue };
-        let reasons = f.quality.reasons.iter().map(|r| reason_words(r)).collect::<Vec<_>>().join("; ");
-        for l in wrap(pen.regular, &format!("Image {}: {reasons}", i + 1), 8.0, text_w) {
-            if pen.y + 10.0 > limit {
-                pen.dropped += 1;
-                continue;
-            }
-            pen.text_at(x, pen.y, &l, 8.0, false, GREY);
-            pen.y += 10.0;
+    // Why images were ungradable, in words: at most MAX_REASON_LINES lines per eye.
+    let mut reason_lines = Vec::new();
+    let with_reasons: Vec<&usize> = eye.images.iter().filter(|&&i| images.get(i).is_some_and(|f| !f.quality.reasons.is_empty())).collect();
+    for (n, &&i) in with_reasons.iter().enumerate() {
+        let reasons = images[i].quality.reasons.iter().map(|r| reason_words(r)).collect::<Vec<_>>().join("; ");
+        let wrapped = wrap(pen.regular, &format!("Image {}: {reasons}", i + 1), 8.0, text_w);
+        if reason_lines.len() + wrapped.len() > MAX_REASON_LINES {
+            let left = with_reasons.len() - n;
+            reason_lines.push(format!("(reasons for {left} more image(s): see the exam record)"));
+            break;
         }
+        reason_lines.extend(wrapped);
+    }
+    for l in reason_lines {
+        if pen.y + 10.0 > limit {
+            pen.dropped += 1;
+            continue;
+        }
+        pen.text_at(x, pen.y, &l, 8.0, false, GREY);
+        pen.y += 10.0;
     }
     // Thumbnails: photograph and heatmap side by side, captioned.
     let mut tx = x + text_w + 10.0;
