@@ -466,7 +466,7 @@ fn draw_eye(pen: &mut Pen, eye: &EyeResult, images: &[ImageFinding], thumbnails:
         let text = format!("+ {more} more image(s) of this eye not shown");
         pen.text_at(x + text_w + 10.0, thumbs_top + THUMB + 11.0, &text, 7.0, false, GREY);
     }
-    pen.y = pen.y.max(thumbs_top + THUMB + LINE + 8.0);
+    pen.y = (pen.y + 6.0).max(thumbs_top + THUMB + LINE + 8.0);
 }
 
 fn draw_review(pen: &mut Pen, exam: &StoredExam, review: &Review) {
