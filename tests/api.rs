@@ -34,7 +34,14 @@ fn health_readiness_and_unknown_routes() {
     }
     // Known ids are looked up only for an authenticated caller; unknown ids are JSON 404s.
     let key = app.key("device");
-    for path in ["/v1/exams/nope", "/v1/images/nope", "/v1/images/nope/heatmap.png", "/v1/exams/nope/sr.dcm", "/v1/exams/nope/fhir"] {
+    for path in [
+        "/v1/exams/nope",
+        "/v1/images/nope",
+        "/v1/images/nope/heatmap.png",
+        "/v1/exams/nope/sr.dcm",
+        "/v1/exams/nope/fhir",
+        "/v1/exams/nope/report.pdf",
+    ] {
         assert_error(&get(&app, path, Some(&key)), 404, "not_found");
     }
     // A known route with the wrong method is not a 404, and is a JSON error like the rest
@@ -264,6 +271,7 @@ fn undecodable_path_segments_are_json_errors() {
         "/v1/images/%FF/heatmap.png",
         "/v1/exams/%FF/sr.dcm",
         "/v1/exams/%FF/fhir",
+        "/v1/exams/%FF/report.pdf",
         "/v1/exams/%FF/reviews",
     ] {
         assert_error(&get(&app, path, Some(&key)), 400, "invalid_path");

@@ -73,7 +73,8 @@ fn config(exam: &str, image: &str, model: &str, version: &str) -> String {
         let values = parameters.iter().map(|(k, v)| format!("\"path.{k}\" = {v:?}")).collect::<Vec<_>>().join(", ");
         format!("[[operations]]\ninclude-path = [{list}]\nparameters = {{ {values} }}\n\n")
     };
-    let exam_paths = ["/v1/exams/{id}", "/v1/exams/{id}/reviews", "/v1/exams/{id}/sr.dcm", "/v1/exams/{id}/fhir"];
+    let exam_paths =
+        ["/v1/exams/{id}", "/v1/exams/{id}/reviews", "/v1/exams/{id}/sr.dcm", "/v1/exams/{id}/fhir", "/v1/exams/{id}/report.pdf"];
     let image_paths = ["/v1/images/{id}", "/v1/images/{id}/heatmap.png"];
     let model_paths = ["/v2/models/{name}", "/v2/models/{name}/ready", "/v2/models/{name}/infer"];
     let version_paths = [
@@ -209,6 +210,7 @@ fn openapi_document_holds_for_every_role() {
         "/v1/exams/{id}/reviews",
         "/v1/exams/{id}/sr.dcm",
         "/v1/exams/{id}/fhir",
+        "/v1/exams/{id}/report.pdf",
         "/v1/images/{id}",
         "/v1/images/{id}/heatmap.png",
         "/v2/models/{name}",

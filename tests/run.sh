@@ -10,14 +10,16 @@ python3 -c "import tritonclient.http" 2>/dev/null ||
 python3 -c "import schemathesis" 2>/dev/null ||
   python3 -m pip install --quiet "schemathesis==4.32.5"
 # dcmtk (img2dcm, echoscu, storescu, storescp, dsrdump) and dicom3tools (dciodvfy) are
-# the DICOM peers, Orthanc the real PACS of tests/orthanc.rs; fhir.resources parses the
-# FHIR reports and validates every Parameters body the stand-in DIPS server
-# (tests/peers/dips_server.py) gets. The tests start their own Orthanc (tests/common/orthanc.rs), never the
-# package's service, which is stopped and disabled where systemd runs it.
-if ! command -v storescu >/dev/null || ! command -v dciodvfy >/dev/null ||
+# the DICOM peers, Orthanc the real PACS of tests/orthanc.rs; poppler-utils (pdftotext,
+# pdffonts, pdfinfo) reads the PDF reports back (tests/report_pdf.rs); fhir.resources
+# parses the FHIR reports and validates every Parameters body the stand-in DIPS server
+# (tests/peers/dips_server.py) gets. The tests start their own Orthanc
+# (tests/common/orthanc.rs), never the package's service, which is stopped and disabled
+# where systemd runs it.
+if ! command -v storescu >/dev/null || ! command -v dciodvfy >/dev/null || ! command -v pdftotext >/dev/null ||
   ! { command -v Orthanc || [ -x /usr/sbin/Orthanc ]; } >/dev/null; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq dcmtk dicom3tools orthanc >/dev/null
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq dcmtk dicom3tools orthanc poppler-utils >/dev/null
   { command -v systemctl && $SUDO systemctl disable --now orthanc; } >/dev/null 2>&1 || true
 fi
 python3 -c "import fhir.resources.R4B" 2>/dev/null ||

@@ -55,7 +55,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::TooManyImages { .. } => Self::bad_request("too_many_images", e.to_string()),
             ServiceError::Metadata(_) => Self::bad_request("invalid_metadata", e.to_string()),
             ServiceError::Dicom(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_dicom", e.to_string()),
-            ServiceError::Sr(_) | ServiceError::Render(_) => {
+            ServiceError::Sr(_) | ServiceError::Pdf(_) | ServiceError::Render(_) => {
                 tracing::error!(error = %e, "cannot render a stored result");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
             }

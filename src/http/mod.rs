@@ -6,7 +6,8 @@
 //! - `v1`: grade one image, submit and read exams, originals and heatmaps.
 //! - `reviews`: the review, audit and agreement JSON API; `pages`: the review pages.
 //! - `kserve`: KServe v2 / Open Inference Protocol under `/v2`.
-//! - `dicomweb`: STOW-RS, DICOM grading over `/v1/grade`, an exam's SR; `fhir`: its FHIR report.
+//! - `dicomweb`: STOW-RS, DICOM grading over `/v1/grade`, an exam's SR; `fhir`: its FHIR report;
+//!   `report`: its PDF report.
 //! - `auth` (keys and roles), `error` (the JSON error shape, rejections mapped once),
 //!   `metrics` (`/metrics`), `openapi` (`/openapi.json`, `/docs`).
 
@@ -20,6 +21,7 @@ pub mod kserve;
 pub mod metrics;
 pub mod openapi;
 pub mod pages;
+pub mod report;
 pub mod reviews;
 pub mod server;
 pub mod v1;
@@ -84,6 +86,7 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/v1/exams/{id}/fhir", get(fhir::exam_fhir))
         .route("/v1/deliveries", get(deliveries::list))
         .route("/v1/deliveries/{id}/retry", post(deliveries::retry))
+        .route("/v1/exams/{id}/report.pdf", get(report::exam_report_pdf))
         .route("/dicomweb/studies", post(dicomweb::stow))
         .merge(kserve::routes())
         // The review pages run with the page context (model notice, quality limits).

@@ -317,6 +317,13 @@ pub fn document(limits: &DocLimits) -> Value {
             ),
         ),
     );
+    add(
+        "/v1/exams/{id}/report.pdf",
+        by_id(
+            "The exam as a one-page PDF report (AI result, and the signed clinician review when there is one)",
+            ok("PDF", "application/pdf", binary()),
+        ),
+    );
     add("/dicomweb/studies", stow(limits));
     for (path, ops) in kserve_paths(limits) {
         add(&path, ops);

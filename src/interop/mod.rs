@@ -1,6 +1,8 @@
 //! What the edges produce or parse, shared by HTTP and DICOM: DICOM objects turned into
-//! fundus images (`object`), the per-exam DICOM Structured Report (`sr`) and the FHIR R4
-//! report (`fhir`), the DIPS RetinaIntegration operations (`dips`), and the two guards every DICOM read goes through: the nesting pre-scan
+//! fundus images (`object`), the per-exam DICOM Structured Report (`sr`), the FHIR R4
+//! report (`fhir`), the DIPS RetinaIntegration operations (`dips`), the printable PDF
+//! report (`pdf`) and that PDF as a DICOM Encapsulated PDF instance
+//! (`encapsulated_pdf`), and the two guards every DICOM read goes through: the nesting pre-scan
 //! (`nesting`) and the decoder that allocates no more than the data holds (`bounded`).
 //! Pure translation: no network, no database, no clock of its own;
 //! callers (the service, the edges) load what a document needs and pass it in.
@@ -8,9 +10,11 @@
 
 pub mod bounded;
 pub mod dips;
+pub mod encapsulated_pdf;
 pub mod fhir;
 pub mod nesting;
 pub mod object;
+pub mod pdf;
 pub mod sr;
 
 /// Implicit VR Little Endian, the default transfer syntax (PS3.5 A.1).

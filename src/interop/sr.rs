@@ -223,8 +223,9 @@ fn content(item: Item, root: bool) -> Vec<DataElement<InMemDicomObject>> {
     out
 }
 
-/// The study and patient attributes an SR copies from its source study.
-const COPIED: [(Tag, VR); 9] = [
+/// The study and patient attributes an SR (and the report's Encapsulated PDF) copies
+/// from its source study.
+pub const COPIED: [(Tag, VR); 9] = [
     (tags::PATIENT_NAME, VR::PN),
     (tags::PATIENT_ID, VR::LO),
     (tags::PATIENT_BIRTH_DATE, VR::DA),
@@ -236,7 +237,7 @@ const COPIED: [(Tag, VR); 9] = [
     (tags::ACCESSION_NUMBER, VR::SH),
 ];
 
-fn da_tm(rfc3339: &str) -> (String, String) {
+pub(crate) fn da_tm(rfc3339: &str) -> (String, String) {
     let digits: String = rfc3339.chars().filter(char::is_ascii_digit).collect();
     let da = digits.get(..8).unwrap_or("19700101").to_string();
     let tm = digits.get(8..14).unwrap_or("000000").to_string();
@@ -454,14 +455,7 @@ fn outcome_code(outcome: ExamOutcome) -> Code {
 /// Patient and General Study modules: copied from the source study, else empty (type 2)
 /// with the exam's patient reference and date.
 fn put_patient_and_study(obj: &mut InMemDicomObject, exam: &StoredExam, id: &Identity, source_study: Option<&InMemDicomObject>) {
-    for (tag, vr) in COPIED {
-        let copied =
-            source_study.and_then(|o| o.get(tag)).and_then(|e| e.to_str().ok()).map(|v| v.trim_end_matches(['\0', ' ']).to_string());
-        match copied {
-            Some(v) if !v.is_empty() => obj.put(s(tag, vr, v)),
-            _ => obj.put(empty(tag, vr)),
-        };
-    }
+    copy_study_attributes(obj, source_study);
     if source_study.is_none() {
         if let Some(p) = &exam.patient_ref {
             obj.put(s(tags::PATIENT_ID, VR::LO, p.clone()));
@@ -470,6 +464,19 @@ fn put_patient_and_study(obj: &mut InMemDicomObject, exam: &StoredExam, id: &Ide
         obj.put(s(tags::STUDY_TIME, VR::TM, id.time.clone()));
     }
     obj.put(s(tags::STUDY_INSTANCE_UID, VR::UI, id.study_uid.clone()));
+}
+
+/// Puts the [`COPIED`] patient and study attributes: the source study's values exactly,
+/// empty (type 2) where it has none or there is no source.
+pub fn copy_study_attributes(obj: &mut InMemDicomObject, source_study: Option<&InMemDicomObject>) {
+    for (tag, vr) in COPIED {
+        let copied =
+            source_study.and_then(|o| o.get(tag)).and_then(|e| e.to_str().ok()).map(|v| v.trim_end_matches(['\0', ' ']).to_string());
+        match copied {
+            Some(v) if !v.is_empty() => obj.put(s(tag, vr, v)),
+            _ => obj.put(empty(tag, vr)),
+        };
+    }
 }
 
 /// SR Document Series, General and Enhanced General Equipment, and the algorithm as

@@ -38,10 +38,4 @@ impl ScreeningService {
             rescreen_recall_months: self.screener.policy.recall_months,
         })))
     }
-
-    /// PLACEHOLDER until branch wt-pdf lands.
-    pub async fn exam_report_pdf(&self, exam: crate::store::StoredExam) -> Result<Vec<u8>, ServiceError> {
-        let _ = exam;
-        Ok(b"%PDF-1.7 placeholder".to_vec())
-    }
 }

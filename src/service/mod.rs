@@ -1,14 +1,16 @@
 //! The operations every edge calls, and the work that spans the core and the store:
 //! grade one image, grade and durably store an exam, ingest a DICOM instance and grade
-//! quiet studies (`dicom`), build an exam's SR and FHIR documents, draw a stored image's
-//! heatmap. Metrics (`metrics`) are recorded here, where the work happens, so an exam is
-//! counted whichever edge it came through, and every stored exam runs in a tracing span
-//! carrying its id (never a patient reference). Edges translate their protocol into
-//! these calls; they never call each other.
+//! quiet studies (`dicom`), build an exam's SR and FHIR documents and its PDF report
+//! (`report`, also as an Encapsulated PDF DICOM instance), draw a stored image's heatmap.
+//! Metrics (`metrics`) are recorded here, where the work happens, so an exam is counted
+//! whichever edge it came through, and every stored exam runs in a tracing span carrying
+//! its id (never a patient reference). Edges translate their protocol into these calls;
+//! they never call each other.
 
 mod dicom;
 mod dips;
 pub mod metrics;
+mod report;
 
 pub use dicom::{IngestError, Ingested};
 pub use metrics::{Channel, ServiceMetrics};
@@ -22,6 +24,7 @@ use tracing::Instrument;
 use crate::engine::{EngineError, Scored};
 use crate::grading::{ExamResult, ImageFinding, Laterality};
 use crate::interop::object::ObjectError;
+use crate::interop::pdf::PdfError;
 use crate::interop::sr::SrError;
 use crate::pipeline::Screener;
 use crate::preprocess::decode::Decoded;
@@ -47,6 +50,8 @@ pub enum ServiceError {
     Dicom(#[from] ObjectError),
     #[error(transparent)]
     Sr(#[from] SrError),
+    #[error(transparent)]
+    Pdf(#[from] PdfError),
     #[error("cannot draw the image: {0}")]
     Render(String),
     #[error("background task failed: {0}")]
