@@ -205,6 +205,14 @@ fn c_store_study_is_graded_reported_and_pushed_to_the_pacs() {
     wait_for("the push to be recorded", Duration::from_secs(10), || (audit_count(&server, "dicom.sr.sent") == 1).then_some(()));
     let o = run("dsrdump", &[delivered.to_str().unwrap()]);
     assert!(text(&o).contains("left eye"), "{}", text(&o));
+    // The PDF report went with the SR, as an Encapsulated PDF instance.
+    let received: Vec<String> = std::fs::read_dir(&pacs_dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| text(&run("dcmdump", &["+P", "0008,0016", e.path().to_str().unwrap()])))
+        .collect();
+    assert_eq!(received.len(), 2, "{received:?}");
+    assert!(received.iter().any(|d| d.contains("EncapsulatedPDFStorage")), "{received:?}");
 
     // A new image reopens the study: regraded into a new exam that supersedes the first.
     let more = op_file(dir.path(), "grade1_R.jpg", "R", STUDY, false);

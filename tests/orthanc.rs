@@ -50,7 +50,7 @@ fn yes_no(value: bool) -> &'static str {
 }
 
 #[test]
-fn orthanc_forwards_a_study_and_receives_the_graded_sr() {
+fn orthanc_forwards_a_study_and_receives_the_graded_sr_and_pdf_report() {
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     // Orthanc's ports are chosen first, so drscreen can be told where to push its SR;
@@ -89,8 +89,8 @@ fn orthanc_forwards_a_study_and_receives_the_graded_sr() {
 
     // drscreen grades it and pushes the SR back: a new SR series in the same study.
     let sr = orthanc.wait_for_series(&study, "SR");
-    // The Encapsulated PDF report, once drscreen pushes one too:
-    // let pdf = orthanc.wait_for_series(&study, "DOC");
+    // and the PDF report with it, as an Encapsulated PDF instance in its own series.
+    let pdf = orthanc.wait_for_series(&study, "DOC");
     eprintln!(
         "SR back in Orthanc {} ms after the forward; test so far {} ms",
         forwarded.elapsed().as_millis(),
@@ -102,6 +102,12 @@ fn orthanc_forwards_a_study_and_receives_the_graded_sr() {
     let report = dciodvfy_clean(&sr_path);
     assert!(report.contains("Comprehensive3DSR"), "{report}");
     let dump = dsrdump(&sr_path);
+    assert_eq!(pdf.instances.len(), 1, "{:#}", pdf.json);
+    let pdf_path = orthanc.save_instance(&pdf.instances[0], dir.path(), "pdf-from-orthanc");
+    let pdf_report = dciodvfy_clean(&pdf_path);
+    assert!(pdf_report.contains("EncapsulatedPDF"), "{pdf_report}");
+    let pdf_bytes = std::fs::read(&pdf_path).unwrap();
+    assert!(pdf_bytes.windows(5).any(|w| w == b"%PDF-"), "the instance holds a PDF");
 
     // What drscreen says about the exam over REST.
     let c = http();

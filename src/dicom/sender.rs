@@ -1,4 +1,4 @@
-//! Pushing SRs to the PACS. Grading an exam queues a `dicom` delivery in the outbox in the
+//! Pushing each exam's SR and PDF report (Encapsulated PDF) to the PACS. Grading an exam queues a `dicom` delivery in the outbox in the
 //! same transaction as the exam, so a push is never lost to a crash; this task sends due
 //! rows by C-STORE (a fresh association each), marks them sent, or records the error and
 //! the next attempt with exponential back-off capped at `sr_retry_max_secs`. Rows are
@@ -16,6 +16,7 @@ use dicom_ul::association::client::{ClientAssociation, ClientAssociationOptions}
 use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu, PresentationContextResultReason};
 
 use super::{DicomConfig, SrDestination, poll_forever, scp};
+use crate::interop::encapsulated_pdf::ENCAPSULATED_PDF;
 use crate::interop::sr::COMPREHENSIVE_3D_SR;
 use crate::interop::{EXPLICIT_VR_LE, IMPLICIT_VR_LE};
 use crate::service::{ScreeningService, ServiceError};
@@ -32,8 +33,8 @@ pub enum PushError {
     Destination(String),
     #[error("association: {0}")]
     Association(#[from] dicom_ul::association::Error),
-    #[error("the PACS accepted no presentation context for Comprehensive 3D SR")]
-    NoContext,
+    #[error("the PACS accepted no presentation context for SOP class {0}")]
+    NoContext(&'static str),
     #[error("the PACS chose an unknown transfer syntax {0}")]
     TransferSyntax(String),
     #[error("cannot encode the SR: {0}")]
@@ -75,9 +76,15 @@ pub async fn run_sender(service: Arc<ScreeningService>, config: DicomConfig) {
 /// Pushes one SR and records the outcome on its outbox row (blocking).
 fn send_and_record(service: &ScreeningService, item: &Delivery, config: &DicomConfig) -> Result<(), ServiceError> {
     match push(service, item, &config.ae_title) {
-        Ok(uid) => {
-            tracing::info!(exam = %item.exam_id, destination = %item.destination, "SR stored at the PACS");
-            service.store.delivery_delivered(item, "dicom.sr.sent", &format!("SR {uid} to {}", item.destination), Some(&uid))?;
+        Ok(uids) => {
+            tracing::info!(exam = %item.exam_id, destination = %item.destination, "SR and PDF report stored at the PACS");
+            let stored = uids.join(", ");
+            service.store.delivery_delivered(
+                item,
+                "dicom.sr.sent",
+                &format!("SR and PDF {stored} to {}", item.destination),
+                Some(&stored),
+            )?;
         }
         Err(e) => {
             let delay = backoff(config, item.attempts);
@@ -88,45 +95,64 @@ fn send_and_record(service: &ScreeningService, item: &Delivery, config: &DicomCo
     Ok(())
 }
 
-/// Builds the exam's SR and stores it at the destination by C-STORE; returns the SR's
-/// SOP Instance UID.
-fn push(service: &ScreeningService, item: &Delivery, calling_ae: &str) -> Result<String, PushError> {
+/// Builds the exam's SR and its PDF report (an Encapsulated PDF instance) and stores
+/// both at the destination by C-STORE on one association; returns their SOP Instance
+/// UIDs. The delivery counts only when the PACS has both: a failure of either is retried
+/// whole (both UIDs are deterministic, so a resend overwrites rather than duplicates).
+fn push(service: &ScreeningService, item: &Delivery, calling_ae: &str) -> Result<Vec<String>, PushError> {
     let exam = service.store.get_exam(&item.exam_id).map_err(ServiceError::from)?.ok_or(PushError::ExamGone)?;
-    let file = service.exam_sr(&exam)?;
+    let objects = [(COMPREHENSIVE_3D_SR, service.exam_sr(&exam)?), (ENCAPSULATED_PDF, service.exam_pdf_dicom(&exam)?)];
     let dest = SrDestination::parse(&item.destination).map_err(PushError::Destination)?;
-    let mut assoc = ClientAssociationOptions::new()
+    let mut options = ClientAssociationOptions::new()
         .calling_ae_title(calling_ae)
         .called_ae_title(dest.ae_title.as_str())
-        .with_presentation_context(COMPREHENSIVE_3D_SR, vec![EXPLICIT_VR_LE, IMPLICIT_VR_LE])
         .connection_timeout(Duration::from_secs(10))
-        .read_timeout(Duration::from_secs(30))
-        .establish(dest.address())?;
-    let pc = assoc
-        .presentation_contexts()
-        .iter()
-        .find(|pc| pc.reason == PresentationContextResultReason::Acceptance)
-        .cloned()
-        .ok_or(PushError::NoContext)?;
-    let ts_uid = pc.transfer_syntax.trim_end_matches('\0');
-    let ts = TransferSyntaxRegistry.get(ts_uid).ok_or_else(|| PushError::TransferSyntax(ts_uid.to_string()))?;
-    let mut data = Vec::new();
-    file.write_dataset_with_ts(&mut data, ts).map_err(|e| PushError::Encode(e.to_string()))?;
-    let sop = file.meta().media_storage_sop_instance_uid().trim_end_matches('\0').to_string();
-    let status = c_store(&mut assoc, pc.id, &sop, &data)?;
+        .read_timeout(Duration::from_secs(30));
+    for (sop_class, _) in &objects {
+        options = options.with_presentation_context(*sop_class, vec![EXPLICIT_VR_LE, IMPLICIT_VR_LE]);
+    }
+    let mut assoc = options.establish(dest.address())?;
+    let mut stored = Vec::with_capacity(objects.len());
+    for (message_id, (sop_class, file)) in (1u16..).zip(&objects) {
+        let pc = assoc
+            .presentation_contexts()
+            .iter()
+            .find(|pc| pc.reason == PresentationContextResultReason::Acceptance && pc.abstract_syntax.trim_end_matches('\0') == *sop_class)
+            .cloned()
+            .ok_or(PushError::NoContext(sop_class))?;
+        let ts_uid = pc.transfer_syntax.trim_end_matches('\0');
+        let ts = TransferSyntaxRegistry.get(ts_uid).ok_or_else(|| PushError::TransferSyntax(ts_uid.to_string()))?;
+        let mut data = Vec::new();
+        file.write_dataset_with_ts(&mut data, ts).map_err(|e| PushError::Encode(e.to_string()))?;
+        let sop = file.meta().media_storage_sop_instance_uid().trim_end_matches('\0').to_string();
+        let status = c_store(&mut assoc, pc.id, message_id, sop_class, &sop, &data)?;
+        // Success, or a warning (0xB000, 0xB007, 0xB006): the instance is stored.
+        if !(status == 0x0000 || (status & 0xF000) == 0xB000) {
+            let _ = assoc.abort();
+            return Err(PushError::Status(status));
+        }
+        stored.push(sop);
+    }
     if let Err(e) = assoc.release() {
-        // The PACS answered; a failed release does not undo the store.
+        // The PACS answered; a failed release does not undo the stores.
         tracing::debug!(error = %e, "association release failed after C-STORE");
     }
-    // Success, or a warning (0xB000, 0xB007, 0xB006): the instance is stored.
-    if status == 0x0000 || (status & 0xF000) == 0xB000 { Ok(sop) } else { Err(PushError::Status(status)) }
+    Ok(stored)
 }
 
 /// Sends one C-STORE request (command, then data set) and returns the response status.
-fn c_store(assoc: &mut ClientAssociation<std::net::TcpStream>, pc_id: u8, sop: &str, data: &[u8]) -> Result<u16, PushError> {
+fn c_store(
+    assoc: &mut ClientAssociation<std::net::TcpStream>,
+    pc_id: u8,
+    message_id: u16,
+    sop_class: &str,
+    sop: &str,
+    data: &[u8],
+) -> Result<u16, PushError> {
     let mut cmd = InMemDicomObject::new_empty();
-    cmd.put(DataElement::new(tags::AFFECTED_SOP_CLASS_UID, VR::UI, PrimitiveValue::from(COMPREHENSIVE_3D_SR)));
+    cmd.put(DataElement::new(tags::AFFECTED_SOP_CLASS_UID, VR::UI, PrimitiveValue::from(sop_class)));
     cmd.put(DataElement::new(tags::COMMAND_FIELD, VR::US, PrimitiveValue::from(0x0001_u16)));
-    cmd.put(DataElement::new(tags::MESSAGE_ID, VR::US, PrimitiveValue::from(1_u16)));
+    cmd.put(DataElement::new(tags::MESSAGE_ID, VR::US, PrimitiveValue::from(message_id)));
     cmd.put(DataElement::new(tags::PRIORITY, VR::US, PrimitiveValue::from(0_u16)));
     cmd.put(DataElement::new(tags::COMMAND_DATA_SET_TYPE, VR::US, PrimitiveValue::from(0_u16)));
     cmd.put(DataElement::new(tags::AFFECTED_SOP_INSTANCE_UID, VR::UI, PrimitiveValue::from(sop)));
