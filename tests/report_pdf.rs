@@ -142,6 +142,13 @@ fn report_pdf_shows_the_ai_result_and_then_the_signed_review() {
     }
     assert!(!t.contains("Clinician review (signed)"), "{t}");
 
+    // The same report is the FHIR DiagnosticReport's presentedForm.
+    let fhir: Value = http().get(format!("{}/v1/exams/{id}/fhir", server.url)).bearer_auth(&device).send().unwrap().json().unwrap();
+    let form = &fhir["presentedForm"][0];
+    assert_eq!(form["contentType"], "application/pdf", "{fhir}");
+    let data = form["data"].as_str().unwrap();
+    assert!(data.starts_with("JVBERi0"), "base64 of %PDF-: {}", &data[..20.min(data.len())]);
+
     // Who may read it: as for the exam itself.
     assert!(pdf_bytes(get_pdf(&server, &clinician, &id)).len() > 1000);
     for (key, path) in [(&other_device, id.as_str()), (&device, "nope"), (&clinician, "nope")] {

@@ -52,6 +52,18 @@ fn observation(id: &str, profile: Option<&str>, code: Value, effective: &str, la
     o
 }
 
+/// Adds the PDF report as the DiagnosticReport's `presentedForm` (the human-readable
+/// rendition FHIR provides for: base64 `data`, `contentType` application/pdf).
+pub fn attach_presented_form(report: &mut Value, pdf: &[u8], title: &str, creation: &str) {
+    report["presentedForm"] = json!([{
+        "contentType": "application/pdf",
+        "language": "en",
+        "data": dips::base64(pdf),
+        "title": title,
+        "creation": creation,
+    }]);
+}
+
 /// The DiagnosticReport for a stored exam, with the default conclusion mapping.
 pub fn diagnostic_report(exam: &StoredExam, sources: &[ExamSource]) -> Value {
     diagnostic_report_with(exam, sources, &ConclusionMapping::default())

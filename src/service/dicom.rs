@@ -335,6 +335,10 @@ impl ScreeningService {
         let store = self.store.clone();
         let exam_id = exam.id.clone();
         let sources = blocking(move || store.exam_sources(&exam_id)).await??;
-        Ok(fhir::diagnostic_report(&exam, &sources))
+        let mut report = fhir::diagnostic_report(&exam, &sources);
+        let pdf = self.exam_report_pdf(exam.clone()).await?;
+        let title = format!("drscreen screening report, exam {}", exam.id);
+        fhir::attach_presented_form(&mut report, &pdf, &title, &crate::store::now_rfc3339());
+        Ok(report)
     }
 }
