@@ -53,5 +53,5 @@ cargo test --locked "$@"
 # The store, serve, review, API and DICOM suites again on the replicas' backend
 # (PostgreSQL + S3; tests/common/backend.rs): the same test binaries, no second build.
 if [ $# -eq 0 ]; then
-  DRSCREEN_TEST_BACKEND=cluster cargo test --locked --test serve --test review --test api --test dicom --test review_context --test orthanc
+  DRSCREEN_TEST_BACKEND=cluster cargo test --locked --test dips --test serve --test review --test api --test dicom --test review_context --test orthanc
 fi
