@@ -193,16 +193,17 @@ fn c_store_study_is_graded_reported_and_pushed_to_the_pacs() {
         .args(["-aet", "PACS", "-od", pacs_dir.to_str().unwrap(), &pacs_port.to_string()])
         .spawn()
         .expect("storescp");
-    let delivered = wait_for("the SR at the PACS", Duration::from_secs(30), || {
-        std::fs::read_dir(&pacs_dir)
-            .unwrap()
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("SR")))
-    });
+    // The delivery is recorded once the PACS has both instances (SR, then the PDF report on
+    // the same association); only then may the PACS go away.
+    wait_for("the push to be recorded", Duration::from_secs(60), || (audit_count(&server, "dicom.sr.sent") == 1).then_some(()));
     let _ = pacs.kill();
     let _ = pacs.wait();
-    wait_for("the push to be recorded", Duration::from_secs(10), || (audit_count(&server, "dicom.sr.sent") == 1).then_some(()));
+    let delivered = std::fs::read_dir(&pacs_dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("SR")))
+        .expect("the SR at the PACS");
     let o = run("dsrdump", &[delivered.to_str().unwrap()]);
     assert!(text(&o).contains("left eye"), "{}", text(&o));
     // The PDF report went with the SR, as an Encapsulated PDF instance.
