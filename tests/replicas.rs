@@ -238,12 +238,15 @@ fn a_study_sent_to_two_replicas_is_graded_once_and_its_sr_sent_once() {
     let sr_files = || {
         std::fs::read_dir(&pacs_dir).unwrap().filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().starts_with("SR")).count()
     };
-    wait_for("the SR at the PACS", Duration::from_secs(90), || (sr_files() >= 1).then_some(()));
+    let count = |sql: &str| -> i64 { a.query(sql)[0][0].parse().unwrap() };
+    // Recorded once the PACS holds both the SR and the PDF report (one association).
+    wait_for("the delivery to the PACS", Duration::from_secs(90), || {
+        (count("SELECT COUNT(*) FROM audit WHERE action = 'dicom.sr.sent'") >= 1).then_some(())
+    });
     // Both graders keep polling; give them several more passes to do anything twice.
     std::thread::sleep(Duration::from_secs(6));
     pacs.stop();
     assert_eq!(sr_files(), 1, "one SR reached the PACS");
-    let count = |sql: &str| -> i64 { a.query(sql)[0][0].parse().unwrap() };
     assert_eq!(count(&format!("SELECT COUNT(*) FROM exams WHERE external_exam_ref = '{STUDY}'")), 1, "graded once");
     assert_eq!(count("SELECT COUNT(*) FROM audit WHERE action = 'dicom.study.graded'"), 1);
     assert_eq!(count("SELECT COUNT(*) FROM audit WHERE action = 'dicom.sr.sent'"), 1);
